@@ -1,0 +1,293 @@
+"""The catalog and event shapes: what clients send and what the domain stores.
+
+Request models validate and normalize input (exact decimals, canonical filter values, ISO 4217
+currency codes). Domain models are what every other module passes around; dumping them in JSON
+mode writes money and quantities as decimal strings.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+
+from meterbill.money import is_known_currency
+from meterbill.periods import BillingPeriod, parse_instant
+from meterbill.values import canonical_text, parse_decimal
+
+__all__ = [
+    "Aggregation",
+    "AggregationType",
+    "BillingModel",
+    "BulkEventsRequest",
+    "Customer",
+    "CustomerCreate",
+    "EventRequest",
+    "Feature",
+    "FeatureCreate",
+    "Plan",
+    "PlanCreate",
+    "Price",
+    "StoredEvent",
+    "Subscription",
+    "SubscriptionCreate",
+]
+
+MAX_BULK_EVENTS = 1000
+# Unit prices go down to 0.000015 per token and below: Stripe allows 12 decimal places.
+MAX_AMOUNT_PLACES = 12
+
+
+def _exact_amount(value: Decimal) -> Decimal:
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > MAX_AMOUNT_PLACES:
+        raise ValueError(f"must have at most {MAX_AMOUNT_PLACES} decimal places")
+    return value
+
+
+def _timestamp(value: str) -> str:
+    try:
+        parse_instant(value)
+    except ValueError:
+        raise ValueError("must be an RFC 3339 timestamp such as 2026-12-01T00:00:00Z") from None
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=255)]
+Key = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._:\-]+$")]
+Amount = Annotated[Decimal, Field(ge=0, allow_inf_nan=False), AfterValidator(_exact_amount)]
+PositiveQuantity = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+Timestamp = Annotated[str, AfterValidator(_timestamp)]
+PropertyValue = StrictBool | StrictInt | Decimal | StrictStr
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# --- features ---------------------------------------------------------------------------------
+
+
+class AggregationType(StrEnum):
+    SUM = "SUM"
+    COUNT = "COUNT"
+
+
+class Aggregation(_Request):
+    type: AggregationType
+    field: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+
+    @model_validator(mode="after")
+    def _field_matches_type(self) -> Aggregation:
+        if self.type is AggregationType.SUM and self.field is None:
+            raise ValueError("aggregation.field is required for SUM: name the numeric property")
+        if self.type is AggregationType.COUNT and self.field is not None:
+            raise ValueError("aggregation.field must be omitted for COUNT")
+        return self
+
+
+class FeatureCreate(_Request):
+    name: Name
+    lookup_key: Key
+    event_name: Name
+    aggregation: Aggregation
+    filters: dict[Annotated[str, Field(min_length=1)], list[PropertyValue]] = Field(
+        default_factory=dict
+    )
+
+    @field_validator("filters")
+    @classmethod
+    def _canonical_filters(cls, filters: dict[str, list[PropertyValue]]) -> dict[str, list[str]]:
+        for prop, allowed in filters.items():
+            if not allowed:
+                raise ValueError(f"filter {prop!r} needs at least one allowed value")
+        return {
+            prop: sorted({canonical_text(v) for v in allowed}) for prop, allowed in filters.items()
+        }
+
+
+class Feature(_Record):
+    id: str
+    name: str
+    lookup_key: str
+    event_name: str
+    aggregation: Aggregation
+    filters: dict[str, list[str]]
+    created_at: datetime
+
+
+# --- plans and prices -------------------------------------------------------------------------
+
+
+class BillingModel(StrEnum):
+    PACKAGE = "PACKAGE"
+    PER_UNIT = "PER_UNIT"
+    FLAT_FEE = "FLAT_FEE"
+
+
+class PackagePriceCreate(_Request):
+    billing_model: Literal[BillingModel.PACKAGE]
+    feature_id: Name
+    amount: Amount
+    package_size: PositiveQuantity
+    rounding: Literal["up", "down"] = "up"
+
+
+class PerUnitPriceCreate(_Request):
+    billing_model: Literal[BillingModel.PER_UNIT]
+    feature_id: Name
+    amount: Amount
+    per: PositiveQuantity = Decimal(1)
+
+
+class FlatFeePriceCreate(_Request):
+    billing_model: Literal[BillingModel.FLAT_FEE]
+    amount: Amount
+
+
+PriceCreate = Annotated[
+    PackagePriceCreate | PerUnitPriceCreate | FlatFeePriceCreate,
+    Field(discriminator="billing_model"),
+]
+
+
+class PlanCreate(_Request):
+    name: Name
+    lookup_key: Key
+    currency: Annotated[str, Field(min_length=3, max_length=3)]
+    billing_period: BillingPeriod = BillingPeriod.MONTHLY
+    billing_period_count: Annotated[int, Field(ge=1, le=12)] = 1
+    prices: Annotated[list[PriceCreate], Field(min_length=1, max_length=100)]
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_currency(cls, currency: str) -> str:
+        if not is_known_currency(currency):
+            raise ValueError("must be an ISO 4217 currency code such as USD")
+        return currency.upper()
+
+
+class Price(_Record):
+    id: str
+    billing_model: BillingModel
+    feature_id: str | None = None
+    amount: Decimal
+    package_size: Decimal | None = None
+    rounding: Literal["up", "down"] | None = None
+    per: Decimal | None = None
+
+
+class Plan(_Record):
+    id: str
+    name: str
+    lookup_key: str
+    currency: str
+    billing_period: BillingPeriod
+    billing_period_count: int
+    prices: list[Price]
+    created_at: datetime
+
+
+# --- customers and subscriptions --------------------------------------------------------------
+
+
+class CustomerCreate(_Request):
+    external_id: Name
+    name: Name
+    email: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+
+
+class Customer(_Record):
+    id: str
+    external_id: str
+    name: str
+    email: str | None = None
+    created_at: datetime
+
+
+class SubscriptionCreate(_Request):
+    customer_id: Name | None = None
+    external_customer_id: Name | None = None
+    plan_id: Name
+    start_date: Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _one_customer_reference(self) -> SubscriptionCreate:
+        if (self.customer_id is None) == (self.external_customer_id is None):
+            raise ValueError("give exactly one of customer_id or external_customer_id")
+        return self
+
+
+class Subscription(_Record):
+    id: str
+    customer_id: str
+    external_customer_id: str
+    plan_id: str
+    status: Literal["active"]
+    start_date: datetime
+    billing_period: BillingPeriod
+    billing_period_count: int
+    created_at: datetime
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+class EventRequest(_Request):
+    """One usage event, shaped like Flexprice's event API so its SDK works unchanged."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    event_name: Name
+    external_customer_id: Name
+    event_id: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    timestamp: Timestamp | None = None
+    properties: dict[Annotated[str, Field(min_length=1, max_length=255)], PropertyValue] = Field(
+        default_factory=dict, max_length=100
+    )
+    source: Annotated[str, Field(max_length=255)] | None = None
+    customer_id: Annotated[str, Field(max_length=255)] | None = None
+
+    @field_validator("properties")
+    @classmethod
+    def _storable_numbers(cls, properties: dict[str, PropertyValue]) -> dict[str, PropertyValue]:
+        for name, value in properties.items():
+            is_number = isinstance(value, int | Decimal) and not isinstance(value, bool)
+            if is_number and parse_decimal(value) is None:
+                raise ValueError(f"property {name!r} is not a finite number of at most 38 digits")
+        return properties
+
+
+class BulkEventsRequest(_Request):
+    """The envelope only: each event is validated on its own so errors name their index."""
+
+    events: Annotated[list[object], Field(min_length=1, max_length=MAX_BULK_EVENTS)]
+
+
+class StoredEvent(_Record):
+    tenant_id: str
+    event_id: str
+    event_name: str
+    external_customer_id: str
+    timestamp: datetime
+    properties: dict[str, PropertyValue]
+    source: str | None = None
+    customer_id: str | None = None
+    received_at: datetime

@@ -1,0 +1,510 @@
+"""The single DynamoDB table behind meterbill, and the only module that talks to it.
+
+Every key starts with the tenant (`T#<tenant>#...`) except API keys, which are what resolves a
+tenant in the first place. AWS errors become domain errors here: a failed condition becomes
+`AlreadyExists` (or a duplicate, for events), anything else becomes `StorageUnavailable`.
+
+Item layout (pk / sk):
+
+    API key        KEY#<sha256 of secret>             KEY
+    feature        T#<t>#FEATURES                     FEATURE#<feature id>
+    plan           T#<t>#PLANS                        PLAN#<plan id>
+    customer       T#<t>#CUSTOMER#<customer id>       CUSTOMER
+    subscription   T#<t>#SUB#<subscription id>        SUB
+      its link     T#<t>#CUSTOMER#<customer id>       SUB#<subscription id>
+      its usage    T#<t>#SUB#<subscription id>        USAGE#<period start>#<feature id>
+    event          T#<t>#EVENTS#<lane>                EVENT#<event id>
+      by customer  gsi1: T#<t>#CUSTOMER_EVENTS#<external id>#<n>   <timestamp>#<event id>
+
+Events spread over `EVENT_LANES` partition keys per tenant and the customer index over
+`CUSTOMER_EVENT_SHARDS` keys per customer, so neither a tenant nor a big customer is capped by
+one partition (about 1,000 writes/s each).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel
+
+from meterbill.errors import AlreadyExists, StorageUnavailable, ValidationFailed
+from meterbill.models import Customer, Feature, Plan, StoredEvent, Subscription
+from meterbill.values import plain
+
+__all__ = [
+    "CUSTOMER_EVENT_SHARDS",
+    "EVENT_LANES",
+    "ApiKeyRecord",
+    "CounterDelta",
+    "EventPage",
+    "Store",
+    "event_lane",
+]
+
+EVENT_LANES = 16
+CUSTOMER_EVENT_SHARDS = 4
+# DynamoDB Streams sequence numbers have 21 to 40 digits; padding makes text order numeric order.
+_SEQUENCE_WIDTH = 40
+_COUNTER_UPDATE_ATTEMPTS = 5
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def event_lane(event_id: str) -> str:
+    """The events partition an event id belongs to: stable, so a duplicate lands on its twin."""
+    digest = hashlib.sha256(event_id.encode()).digest()
+    return f"{int.from_bytes(digest[:4], 'big') % EVENT_LANES:02d}"
+
+
+def _customer_event_shard(event_id: str) -> int:
+    digest = hashlib.sha256(b"customer-index\x00" + event_id.encode()).digest()
+    return digest[0] % CUSTOMER_EVENT_SHARDS
+
+
+def _instant_key(instant: datetime) -> str:
+    """Fixed-width UTC text, so that sort keys order like time."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    key_id: str
+    tenant_id: str
+    name: str
+    prefix: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[StoredEvent]
+    next_cursor: str | None
+
+
+@dataclass
+class CounterDelta:
+    """What one stream batch adds to one usage counter, by events lane.
+
+    `contributions[lane]` lists (sequence number, amount) for every record of that lane. A lane
+    watermark on the counter item remembers the highest sequence number already added, so a
+    redelivered record is recognised and skipped instead of counted twice.
+    """
+
+    tenant_id: str
+    subscription_id: str
+    feature_id: str
+    period_start: datetime
+    period_end: datetime
+    contributions: dict[str, list[tuple[str, Decimal]]]
+
+
+class Store:
+    """Typed reads and writes on the meterbill table."""
+
+    def __init__(self, table_name: str, client: Any | None = None) -> None:
+        self.table_name = table_name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        # Created on first use, so that tests and the local runtime can start moto first.
+        if self._client is None:
+            config = Config(retries={"mode": "standard", "max_attempts": 3})
+            self._client = boto3.client("dynamodb", config=config)
+        return self._client
+
+    # --- API keys --------------------------------------------------------------------------
+
+    def put_api_key(self, secret_hash: str, record: ApiKeyRecord) -> None:
+        item = {"pk": f"KEY#{secret_hash}", "sk": "KEY", "type": "api_key", **vars(record)}
+        self._put(item, condition="attribute_not_exists(pk)", exists=lambda: "api key")
+
+    def get_api_key(self, secret_hash: str) -> ApiKeyRecord | None:
+        item = self._get(f"KEY#{secret_hash}", "KEY")
+        if item is None:
+            return None
+        return ApiKeyRecord(
+            key_id=item["key_id"],
+            tenant_id=item["tenant_id"],
+            name=item["name"],
+            prefix=item["prefix"],
+            created_at=item["created_at"],
+        )
+
+    # --- catalog ---------------------------------------------------------------------------
+
+    def create_feature(self, tenant_id: str, feature: Feature) -> None:
+        self._put_record(
+            f"T#{tenant_id}#FEATURES",
+            f"FEATURE#{feature.id}",
+            feature,
+            f"a feature with lookup_key {feature.lookup_key!r} already exists",
+        )
+
+    def get_feature(self, tenant_id: str, feature_id: str) -> Feature | None:
+        item = self._get(f"T#{tenant_id}#FEATURES", f"FEATURE#{feature_id}")
+        return None if item is None else Feature.model_validate(item["record"])
+
+    def list_features(self, tenant_id: str) -> list[Feature]:
+        items = self._query_all(f"T#{tenant_id}#FEATURES", "FEATURE#")
+        return [Feature.model_validate(item["record"]) for item in items]
+
+    def create_plan(self, tenant_id: str, plan: Plan) -> None:
+        self._put_record(
+            f"T#{tenant_id}#PLANS",
+            f"PLAN#{plan.id}",
+            plan,
+            f"a plan with lookup_key {plan.lookup_key!r} already exists",
+        )
+
+    def get_plan(self, tenant_id: str, plan_id: str) -> Plan | None:
+        item = self._get(f"T#{tenant_id}#PLANS", f"PLAN#{plan_id}")
+        return None if item is None else Plan.model_validate(item["record"])
+
+    def create_customer(self, tenant_id: str, customer: Customer) -> None:
+        self._put_record(
+            f"T#{tenant_id}#CUSTOMER#{customer.id}",
+            "CUSTOMER",
+            customer,
+            f"a customer with external_id {customer.external_id!r} already exists",
+        )
+
+    def get_customer(self, tenant_id: str, customer_id: str) -> Customer | None:
+        item = self._get(f"T#{tenant_id}#CUSTOMER#{customer_id}", "CUSTOMER")
+        return None if item is None else Customer.model_validate(item["record"])
+
+    def create_subscription(self, tenant_id: str, subscription: Subscription) -> None:
+        # The link beside the customer is written first: it is what the aggregator follows, so
+        # a crash between the two writes can leave usage counted for an unlisted subscription,
+        # never a listed subscription whose usage was not counted.
+        self._put_record(
+            f"T#{tenant_id}#CUSTOMER#{subscription.customer_id}",
+            f"SUB#{subscription.id}",
+            subscription,
+            "subscription id collision",
+        )
+        self._put_record(
+            f"T#{tenant_id}#SUB#{subscription.id}", "SUB", subscription, "subscription id collision"
+        )
+
+    def get_subscription(self, tenant_id: str, subscription_id: str) -> Subscription | None:
+        item = self._get(f"T#{tenant_id}#SUB#{subscription_id}", "SUB")
+        return None if item is None else Subscription.model_validate(item["record"])
+
+    def list_customer_subscriptions(self, tenant_id: str, customer_id: str) -> list[Subscription]:
+        items = self._query_all(f"T#{tenant_id}#CUSTOMER#{customer_id}", "SUB#")
+        return [Subscription.model_validate(item["record"]) for item in items]
+
+    # --- events ----------------------------------------------------------------------------
+
+    def put_event(self, event: StoredEvent) -> bool:
+        """Store an event unless its id was seen before. True when stored, False for a duplicate.
+
+        The condition makes the first write win: a retry of a lost response, or the same event
+        in two requests, finds the item and changes nothing.
+        """
+        item = {
+            "pk": f"T#{event.tenant_id}#EVENTS#{event_lane(event.event_id)}",
+            "sk": f"EVENT#{event.event_id}",
+            "gsi1pk": (
+                f"T#{event.tenant_id}#CUSTOMER_EVENTS#{event.external_customer_id}"
+                f"#{_customer_event_shard(event.event_id)}"
+            ),
+            "gsi1sk": f"{_instant_key(event.timestamp)}#{event.event_id}",
+            "type": "event",
+            "tenant_id": event.tenant_id,
+            "event_id": event.event_id,
+            "event_name": event.event_name,
+            "external_customer_id": event.external_customer_id,
+            "timestamp": _instant_key(event.timestamp),
+            "properties": {k: _storable(v) for k, v in event.properties.items()},
+            "received_at": _instant_key(event.received_at),
+        }
+        if event.source is not None:
+            item["source"] = event.source
+        if event.customer_id is not None:
+            item["customer_id"] = event.customer_id
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=_serialize(item),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise _storage_error(exc) from exc
+        except BotoCoreError as exc:
+            raise _storage_error(exc) from exc
+        return True
+
+    def list_customer_events(
+        self, tenant_id: str, external_customer_id: str, limit: int, cursor: str | None
+    ) -> EventPage:
+        """A customer's events, newest first, merged from the index shards.
+
+        The cursor is the sort key of the last event returned: every shard resumes below it.
+        """
+        before = _decode_cursor(cursor) if cursor else None
+        merged: list[dict[str, Any]] = []
+        more = False
+        for shard in range(CUSTOMER_EVENT_SHARDS):
+            items, shard_has_more = self._query_customer_shard(
+                f"T#{tenant_id}#CUSTOMER_EVENTS#{external_customer_id}#{shard}", before, limit
+            )
+            merged.extend(items)
+            more = more or shard_has_more
+        merged.sort(key=lambda item: item["gsi1sk"], reverse=True)
+        page = merged[:limit]
+        more = more or len(merged) > limit
+        next_cursor = _encode_cursor(page[-1]["gsi1sk"]) if more and page else None
+        return EventPage([_event_from_item(item) for item in page], next_cursor)
+
+    def _query_customer_shard(
+        self, partition: str, before: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        condition = "gsi1pk = :pk"
+        values: dict[str, Any] = {":pk": partition}
+        if before is not None:
+            condition += " AND gsi1sk < :before"
+            values[":before"] = before
+        response = self._call(
+            "query",
+            TableName=self.table_name,
+            IndexName="gsi1",
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=_serialize(values),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        items = [_deserialize(raw) for raw in response.get("Items", [])]
+        return items, "LastEvaluatedKey" in response
+
+    # --- usage counters --------------------------------------------------------------------
+
+    def add_to_counter(self, delta: CounterDelta) -> None:
+        """Add a batch's contributions to a usage counter exactly once.
+
+        The update carries, per lane, the condition "nothing at or after my first record was
+        added yet" (`attribute_not_exists(wm) OR wm < :first`). When a redelivered batch fails
+        it, the counter's current watermarks say which records are new; those alone are added,
+        under the condition that the watermarks did not move meanwhile.
+        """
+        known_watermarks: dict[str, str | None] | None = None
+        for _ in range(_COUNTER_UPDATE_ATTEMPTS):
+            pending = _unapplied(delta.contributions, known_watermarks)
+            if not pending:
+                return
+            request = _counter_update_request(self.table_name, delta, pending, known_watermarks)
+            try:
+                self.client.update_item(**request)
+                return
+            except ClientError as exc:
+                if _code(exc) != "ConditionalCheckFailedException":
+                    raise _storage_error(exc) from exc
+                current = _deserialize(exc.response.get("Item") or {})
+                known_watermarks = {lane: current.get(f"wm_{lane}") for lane in pending}
+            except BotoCoreError as exc:
+                raise _storage_error(exc) from exc
+        raise StorageUnavailable("usage counter kept changing under concurrent updates; retry")
+
+    def period_quantities(
+        self, tenant_id: str, subscription_id: str, period_start: datetime
+    ) -> dict[str, Decimal]:
+        """Every feature's quantity in one period of a subscription: one query, however many
+        events were counted."""
+        prefix = f"USAGE#{_instant_key(period_start)}#"
+        items = self._query_all(f"T#{tenant_id}#SUB#{subscription_id}", prefix)
+        return {item["feature_id"]: Decimal(item["quantity"]) for item in items}
+
+    # --- building blocks -------------------------------------------------------------------
+
+    def _put_record(self, pk: str, sk: str, record: BaseModel, exists_message: str) -> None:
+        item = {
+            "pk": pk,
+            "sk": sk,
+            "type": type(record).__name__.lower(),
+            "record": record.model_dump(mode="json"),
+        }
+        self._put(item, condition="attribute_not_exists(pk)", exists=lambda: exists_message)
+
+    def _put(self, item: dict[str, Any], condition: str, exists: Any) -> None:
+        try:
+            self.client.put_item(
+                TableName=self.table_name, Item=_serialize(item), ConditionExpression=condition
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise AlreadyExists(exists()) from exc
+            raise _storage_error(exc) from exc
+        except BotoCoreError as exc:
+            raise _storage_error(exc) from exc
+
+    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        response = self._call(
+            "get_item",
+            TableName=self.table_name,
+            Key=_serialize({"pk": pk, "sk": sk}),
+            ConsistentRead=True,
+        )
+        raw = response.get("Item")
+        return None if raw is None else _deserialize(raw)
+
+    def _query_all(self, pk: str, sk_prefix: str) -> list[dict[str, Any]]:
+        return list(self._iter_query(pk, sk_prefix))
+
+    def _iter_query(self, pk: str, sk_prefix: str) -> Iterator[dict[str, Any]]:
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": _serialize({":pk": pk, ":prefix": sk_prefix}),
+            "ConsistentRead": True,
+        }
+        while True:
+            response = self._call("query", **request)
+            for raw in response.get("Items", []):
+                yield _deserialize(raw)
+            if "LastEvaluatedKey" not in response:
+                return
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def _call(self, operation: str, **request: Any) -> dict[str, Any]:
+        try:
+            response: dict[str, Any] = getattr(self.client, operation)(**request)
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error(exc) from exc
+        return response
+
+
+def _unapplied(
+    contributions: Mapping[str, list[tuple[str, Decimal]]],
+    watermarks: Mapping[str, str | None] | None,
+) -> dict[str, list[tuple[str, Decimal]]]:
+    """The contributions above each lane's watermark (all of them while watermarks are unknown)."""
+    pending = {}
+    for lane, records in contributions.items():
+        mark = None if watermarks is None else watermarks.get(lane)
+        fresh = [(seq, amount) for seq, amount in records if mark is None or seq > mark]
+        if fresh:
+            pending[lane] = fresh
+    return pending
+
+
+def _counter_update_request(
+    table_name: str,
+    delta: CounterDelta,
+    pending: Mapping[str, list[tuple[str, Decimal]]],
+    watermarks: Mapping[str, str | None] | None,
+) -> dict[str, Any]:
+    total = sum((amount for records in pending.values() for _, amount in records), Decimal(0))
+    values: dict[str, Any] = {
+        ":amount": plain(total),
+        ":feature": delta.feature_id,
+        ":start": _instant_key(delta.period_start),
+        ":end": _instant_key(delta.period_end),
+    }
+    updates = ["feature_id = :feature", "period_start = :start", "period_end = :end"]
+    conditions = []
+    for index, (lane, records) in enumerate(sorted(pending.items())):
+        watermark = f"wm_{lane}"
+        values[f":last{index}"] = max(seq for seq, _ in records)
+        updates.append(f"{watermark} = :last{index}")
+        if watermarks is None:
+            # First attempt: every record must be newer than what this lane already added.
+            values[f":first{index}"] = min(seq for seq, _ in records)
+            conditions.append(f"(attribute_not_exists({watermark}) OR {watermark} < :first{index})")
+        elif watermarks.get(lane) is None:
+            conditions.append(f"attribute_not_exists({watermark})")
+        else:
+            # Retry after reading the watermark: it must not have moved since.
+            values[f":seen{index}"] = watermarks[lane]
+            conditions.append(f"{watermark} = :seen{index}")
+    return {
+        "TableName": table_name,
+        "Key": _serialize(
+            {
+                "pk": f"T#{delta.tenant_id}#SUB#{delta.subscription_id}",
+                "sk": f"USAGE#{_instant_key(delta.period_start)}#{delta.feature_id}",
+            }
+        ),
+        "UpdateExpression": f"ADD quantity :amount SET {', '.join(updates)}",
+        "ConditionExpression": " AND ".join(conditions),
+        "ExpressionAttributeValues": _serialize(values),
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+
+
+def padded_sequence(sequence_number: str) -> str:
+    return sequence_number.zfill(_SEQUENCE_WIDTH)
+
+
+def _event_from_item(item: Mapping[str, Any]) -> StoredEvent:
+    return StoredEvent(
+        tenant_id=item["tenant_id"],
+        event_id=item["event_id"],
+        event_name=item["event_name"],
+        external_customer_id=item["external_customer_id"],
+        timestamp=datetime.fromisoformat(item["timestamp"]),
+        properties=dict(item.get("properties", {})),
+        source=item.get("source"),
+        customer_id=item.get("customer_id"),
+        received_at=datetime.fromisoformat(item["received_at"]),
+    )
+
+
+def event_from_image(image: Mapping[str, Any]) -> StoredEvent | None:
+    """The event in a stream record's NEW_IMAGE, or None for any other kind of item."""
+    item = _deserialize(dict(image))
+    if item.get("type") != "event":
+        return None
+    return _event_from_item(item)
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, bool | str):
+        return value
+    return plain(Decimal(value))
+
+
+def _serialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _serializer.serialize(value) for key, value in item.items()}
+
+
+def _deserialize(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _deserializer.deserialize(value) for key, value in raw.items()}
+
+
+def _encode_cursor(sort_key: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"before": sort_key}).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        before = decoded["before"]
+    except (ValueError, KeyError, TypeError):
+        raise ValidationFailed("cursor is not a cursor this API returned") from None
+    if not isinstance(before, str):
+        raise ValidationFailed("cursor is not a cursor this API returned")
+    return before
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _storage_error(exc: Exception) -> StorageUnavailable:
+    reason = _code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+    return StorageUnavailable(f"the usage store is unavailable ({reason}); retry the request")

@@ -11,7 +11,7 @@ Event properties arrive as JSON strings, numbers or booleans. Two rules hold eve
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 
 __all__ = ["PropertyValue", "canonical_text", "parse_decimal", "plain"]
 
@@ -45,7 +45,7 @@ def plain(number: Decimal) -> Decimal:
     """The same value without exponent notation (moto's ADD cannot parse `1E+15`)."""
     if number.is_zero():
         return Decimal(0)
-    text = format(number.normalize(), "f")
+    text = format(_normalized(number), "f")
     return Decimal(text)
 
 
@@ -62,6 +62,11 @@ def canonical_text(value: PropertyValue) -> str:
 def _fits_dynamodb(number: Decimal) -> bool:
     if number.is_zero():
         return True
-    digits = len(number.normalize().as_tuple().digits)
+    digits = len(_normalized(number).as_tuple().digits)
     adjusted = number.adjusted()
     return digits <= _MAX_DIGITS and _MIN_ADJUSTED_EXPONENT <= adjusted <= _MAX_ADJUSTED_EXPONENT
+
+
+def _normalized(number: Decimal) -> Decimal:
+    # normalize() rounds to the context precision (28 digits by default); DynamoDB keeps 38.
+    return number.normalize(Context(prec=len(number.as_tuple().digits)))

@@ -48,7 +48,8 @@ def list_events() -> Response[str]:
 def _limit(text: str | None) -> int:
     if text is None:
         return DEFAULT_EVENTS_LIMIT
-    if not text.isdigit() or not 1 <= int(text) <= MAX_EVENTS_LIMIT:
+    # isascii: str.isdigit() also accepts digits such as "²" that int() cannot read.
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_EVENTS_LIMIT:
         raise ValidationFailed(
             f"limit must be a whole number from 1 to {MAX_EVENTS_LIMIT}", [{"field": "limit"}]
         )

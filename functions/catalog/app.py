@@ -17,8 +17,9 @@ app = create_resolver()
 
 @app.post("/v1/features")
 def create_feature() -> Response[str]:
+    tenant = tenant_id(app)
     request = parse(FeatureCreate, json_body(app))
-    return respond(201, catalog.create_feature(store(), tenant_id(app), request))
+    return respond(201, catalog.create_feature(store(), tenant, request))
 
 
 @app.get("/v1/features")
@@ -33,8 +34,9 @@ def get_feature(feature_id: str) -> Response[str]:
 
 @app.post("/v1/plans")
 def create_plan() -> Response[str]:
+    tenant = tenant_id(app)
     request = parse(PlanCreate, json_body(app))
-    return respond(201, catalog.create_plan(store(), tenant_id(app), request))
+    return respond(201, catalog.create_plan(store(), tenant, request))
 
 
 @app.get("/v1/plans/<plan_id>")
@@ -44,8 +46,9 @@ def get_plan(plan_id: str) -> Response[str]:
 
 @app.post("/v1/customers")
 def create_customer() -> Response[str]:
+    tenant = tenant_id(app)
     request = parse(CustomerCreate, json_body(app))
-    return respond(201, catalog.create_customer(store(), tenant_id(app), request))
+    return respond(201, catalog.create_customer(store(), tenant, request))
 
 
 @app.get("/v1/customers/<customer_id>")
@@ -55,8 +58,9 @@ def get_customer(customer_id: str) -> Response[str]:
 
 @app.post("/v1/subscriptions")
 def create_subscription() -> Response[str]:
+    tenant = tenant_id(app)
     request = parse(SubscriptionCreate, json_body(app))
-    subscription = catalog.create_subscription(store(), tenant_id(app), request)
+    subscription = catalog.create_subscription(store(), tenant, request)
     return respond(201, subscription_view(subscription))
 
 

@@ -24,7 +24,7 @@ from meterbill.catalog import customer_id_for
 from meterbill.errors import StorageUnavailable
 from meterbill.metering import contribution, matches
 from meterbill.models import Feature, Plan, StoredEvent, Subscription
-from meterbill.periods import period_containing
+from meterbill.periods import Period, period_containing
 from meterbill.storage import CounterDelta, Store, event_from_image, padded_sequence
 
 __all__ = ["CatalogCache", "StreamEvent", "aggregate_batch", "parse_stream_records"]
@@ -42,27 +42,36 @@ class StreamEvent:
 
 
 class CatalogCache:
-    """Plans and features never change once created, so a warm function keeps them."""
+    """Plans and features never change once created, so a warm function keeps them.
+
+    Only found objects are kept: a miss is asked again next time.
+    """
 
     _LIMIT = 5_000
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._plans: dict[tuple[str, str], Plan | None] = {}
-        self._features: dict[tuple[str, str], Feature | None] = {}
+        self._plans: dict[tuple[str, str], Plan] = {}
+        self._features: dict[tuple[str, str], Feature] = {}
 
     def plan(self, tenant_id: str, plan_id: str) -> Plan | None:
         key = (tenant_id, plan_id)
         if key not in self._plans:
+            plan = self._store.get_plan(tenant_id, plan_id)
+            if plan is None:
+                return None
             self._bound(self._plans)
-            self._plans[key] = self._store.get_plan(tenant_id, plan_id)
+            self._plans[key] = plan
         return self._plans[key]
 
     def feature(self, tenant_id: str, feature_id: str) -> Feature | None:
         key = (tenant_id, feature_id)
         if key not in self._features:
+            feature = self._store.get_feature(tenant_id, feature_id)
+            if feature is None:
+                return None
             self._bound(self._features)
-            self._features[key] = self._store.get_feature(tenant_id, feature_id)
+            self._features[key] = feature
         return self._features[key]
 
     def _bound(self, cache: dict[Any, Any]) -> None:
@@ -155,14 +164,17 @@ def _collect(
     owners: dict[tuple[str, str, datetime, str], list[str]],
 ) -> None:
     tenant_id = events[0].event.tenant_id
+    period: Period | None = None
     for stream_event in events:
         event = stream_event.event
-        period = period_containing(
-            subscription.start_date,
-            subscription.billing_period,
-            subscription.billing_period_count,
-            event.timestamp,
-        )
+        # Most events of a batch share a period: reuse it rather than redo calendar arithmetic.
+        if period is None or not period.contains(event.timestamp):
+            period = period_containing(
+                subscription.start_date,
+                subscription.billing_period,
+                subscription.billing_period_count,
+                event.timestamp,
+            )
         if period is None:
             continue
         for feature in features:

@@ -139,7 +139,9 @@ def _encode(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
+        # Python mode leaves Decimals to the branch above: pydantic's JSON mode would write
+        # str(Decimal), which is exponent notation for amounts such as 1E-7.
+        return value.model_dump()
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 

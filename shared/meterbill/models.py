@@ -7,7 +7,7 @@ mode writes money and quantities as decimal strings.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -49,6 +49,10 @@ __all__ = [
 MAX_BULK_EVENTS = 1000
 # Unit prices go down to 0.000015 per token and below: Stripe allows 12 decimal places.
 MAX_AMOUNT_PLACES = 12
+# Sort keys need four-digit years, and period arithmetic needs room before datetime's year 9999
+# (a 12-year period past any accepted instant).
+_EARLIEST_INSTANT = datetime(1000, 1, 1, tzinfo=UTC)
+_LATEST_INSTANT = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def _exact_amount(value: Decimal) -> Decimal:
@@ -60,9 +64,12 @@ def _exact_amount(value: Decimal) -> Decimal:
 
 def _timestamp(value: str) -> str:
     try:
-        parse_instant(value)
-    except ValueError:
+        instant = parse_instant(value)
+    except (ValueError, OverflowError):
+        # OverflowError: an offset that moves year 1 or 9999 out of datetime's range in UTC.
         raise ValueError("must be an RFC 3339 timestamp such as 2026-12-01T00:00:00Z") from None
+    if not _EARLIEST_INSTANT <= instant < _LATEST_INSTANT:
+        raise ValueError("must be between the years 1000 and 8999")
     return value
 
 

@@ -58,7 +58,16 @@ CUSTOMER_EVENT_SHARDS = 4
 _SEQUENCE_WIDTH = 40
 _COUNTER_UPDATE_ATTEMPTS = 5
 
-_serializer = TypeSerializer()
+
+class _PlainNumberSerializer(TypeSerializer):  # type: ignore[misc]
+    """Writes numbers without exponent notation: moto's ADD cannot parse `1E-7`."""
+
+    def _serialize_n(self, value: Any) -> str:
+        number: str = super()._serialize_n(value)
+        return format(Decimal(number), "f")
+
+
+_serializer = _PlainNumberSerializer()
 _deserializer = TypeDeserializer()
 
 
@@ -495,10 +504,16 @@ def _decode_cursor(cursor: str) -> str:
         decoded = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         before = decoded["before"]
     except (ValueError, KeyError, TypeError):
-        raise ValidationFailed("cursor is not a cursor this API returned") from None
+        raise _bad_cursor() from None
     if not isinstance(before, str):
-        raise ValidationFailed("cursor is not a cursor this API returned")
+        raise _bad_cursor()
     return before
+
+
+def _bad_cursor() -> ValidationFailed:
+    return ValidationFailed(
+        "cursor is not a cursor this API returned", [{"field": "cursor", "message": "unknown"}]
+    )
 
 
 def _code(exc: ClientError) -> str:

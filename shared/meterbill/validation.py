@@ -12,7 +12,17 @@ __all__ = ["error_details", "validation_failed"]
 
 # Union and discriminator branches that pydantic inserts into error locations: they are types,
 # not fields, and a client would not know what to do with them.
-_BRANCH_NAMES = {"bool", "int", "str", "decimal", "float", "PACKAGE", "PER_UNIT", "FLAT_FEE"}
+_BRANCH_NAMES = {
+    "bool",
+    "int",
+    "str",
+    "constrained-str",
+    "decimal",
+    "float",
+    "PACKAGE",
+    "PER_UNIT",
+    "FLAT_FEE",
+}
 
 
 def error_details(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:

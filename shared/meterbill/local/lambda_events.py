@@ -91,7 +91,10 @@ def http_authorizer_event(route_key: str, headers: dict[str, str]) -> dict[str, 
     return {
         "version": "2.0",
         "type": "REQUEST",
-        "routeArn": f"arn:aws:execute-api:us-east-1:123456789012:local/$default/{route_key}",
+        "routeArn": (
+            "arn:aws:execute-api:us-east-1:123456789012:local/$default/"
+            + route_key.replace(" ", "", 1)
+        ),
         "identitySource": identity,
         "routeKey": route_key,
         "headers": lowered,

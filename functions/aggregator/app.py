@@ -4,6 +4,7 @@ Answers with partial batch failures: Lambda retries from the lowest failed seque
 the counters' per-lane watermarks make the records already added count once.
 """
 
+from collections import Counter
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -23,7 +24,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
     events = parse_stream_records(event.get("Records", []))
     failed = aggregate_batch(store(), _cache, events)
-    logger.info("stream batch aggregated", extra={"events": len(events), "failed": len(failed)})
+    for tenant, count in Counter(e.event.tenant_id for e in events).items():
+        logger.info("stream batch aggregated", extra={"tenant_id": tenant, "events": count})
+    if failed:
+        logger.warning("stream records will be retried", extra={"failed": len(failed)})
     if not failed:
         return {"batchItemFailures": []}
     return {"batchItemFailures": [{"itemIdentifier": min(failed, key=int)}]}

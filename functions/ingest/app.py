@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from meterbill.http import create_resolver, json_body, logger, parse, respond, tenant_id
 from meterbill.ingest import ingest_events
 from meterbill.models import BulkEventsRequest
+from meterbill.ratelimit import enforce_rate_limit
 from meterbill.runtime import store
 from meterbill.settings import settings
 
@@ -17,14 +18,15 @@ app = create_resolver()
 
 @app.post("/v1/events")
 def ingest_event() -> Response[str]:
-    result = ingest_events(store(), tenant_id(app), [json_body(app)], field_prefix="")
+    tenant = _admitted_tenant()
+    result = ingest_events(store(), tenant, [json_body(app)], field_prefix="")
     message = "Event accepted for processing" if result.accepted else "Duplicate event ignored"
     return respond(202, {"event_id": result.event_ids[0], "message": message})
 
 
 @app.post("/v1/events/bulk")
 def ingest_bulk() -> Response[str]:
-    tenant = tenant_id(app)
+    tenant = _admitted_tenant()
     request = parse(BulkEventsRequest, json_body(app))
     result = ingest_events(
         store(),
@@ -44,6 +46,12 @@ def ingest_bulk() -> Response[str]:
             "duplicates": str(result.duplicates),
         },
     )
+
+
+def _admitted_tenant() -> str:
+    tenant = tenant_id(app)
+    enforce_rate_limit(store(), tenant, settings().ingest_rate_limit)
+    return tenant
 
 
 @logger.inject_lambda_context(

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
+from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from meterbill.errors import MeterbillError
 
 __all__ = ["main"]
 
@@ -17,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result: int = args.command(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, MeterbillError) as exc:
         print(f"meterbill: {exc}", file=sys.stderr)
         return 2
     return result
@@ -38,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=KEY",
         help="also accept KEY for tenant NAME (repeatable)",
     )
+    serve.add_argument(
+        "--ingest-rate-limit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="ingest requests per second per tenant before 429 (default 0: no limit)",
+    )
     serve.add_argument("--project", type=Path, help="checkout holding template.yaml")
     serve.set_defaults(command=_serve)
 
@@ -45,29 +58,41 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--project", type=Path, help="checkout holding template.yaml")
     demo.set_defaults(command=_demo)
 
-    keys = commands.add_parser("keys", help="manage API keys in a deployed table")
+    keys = commands.add_parser(
+        "keys", help="manage API keys, in a running `meterbill serve` or a deployed --table"
+    )
     key_commands = keys.add_subparsers(required=True, metavar="ACTION")
     create = key_commands.add_parser("create", help="create a key and print its secret once")
     create.add_argument("--tenant", required=True)
     create.add_argument("--name", default="default")
-    create.add_argument("--table", required=True, help="the stack's TableName output")
-    create.set_defaults(command=_keys_create)
+    listing = key_commands.add_parser("list", help="list a tenant's keys (never the secrets)")
+    listing.add_argument("--tenant", required=True)
+    revoke = key_commands.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    for command, handler in ((create, _keys_create), (listing, _keys_list), (revoke, _keys_revoke)):
+        command.add_argument("--table", help="a deployed table (the stack's TableName output)")
+        command.set_defaults(command=handler)
     return parser
 
 
 def _serve(args: argparse.Namespace) -> int:
     from meterbill.keys import create_api_key
+    from meterbill.local.admin import write_discovery
     from meterbill.local.server import LocalServer
     from meterbill.local.template import find_project_root
     from meterbill.runtime import store
 
     tenants = [_tenant_key(spec) for spec in args.tenant]
+    os.environ["INGEST_RATE_LIMIT"] = str(max(0, args.ingest_rate_limit))
     server = LocalServer(find_project_root(args.project), args.host, args.port)
     server.start()
+    discovery = None
     try:
         default = create_api_key(store(), "default", "serve", args.api_key)
         for tenant, key in tenants:
             create_api_key(store(), tenant, "serve", key)
+        assert server.admin is not None
+        discovery = write_discovery(server.url, server.admin.token)
         print(f"meterbill is serving {server.url}/v1 (OpenAPI: {server.url}/v1/openapi.json)")
         print(f"API key for tenant 'default': {default.secret}")
         for tenant, _ in tenants:
@@ -75,6 +100,8 @@ def _serve(args: argparse.Namespace) -> int:
         print("Press Ctrl-C to stop.", flush=True)
         _wait_for_signal()
     finally:
+        if discovery is not None:
+            discovery.unlink(missing_ok=True)
         server.stop()
         print("meterbill stopped.", flush=True)
     return 0
@@ -100,15 +127,98 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _keys_create(args: argparse.Namespace) -> int:
-    from meterbill.keys import create_api_key
-    from meterbill.storage import Store
-
-    issued = create_api_key(Store(args.table), args.tenant, args.name)
-    print(f"key id: {issued.key_id}")
-    print(f"tenant: {issued.tenant_id}")
-    print(f"secret: {issued.secret}")
+    issued = _key_admin(args).create(args.tenant, args.name)
+    print(f"key id: {issued['key_id']}")
+    print(f"tenant: {issued['tenant_id']}")
+    print(f"secret: {issued['secret']}")
     print("The secret is shown once; only its hash is stored.", file=sys.stderr)
     return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    keys = _key_admin(args).list(args.tenant)
+    print(f"{'KEY ID':<26}{'PREFIX':<18}{'NAME':<16}{'CREATED':<27}{'LAST USED':<12}STATUS")
+    for key in keys:
+        status = f"revoked {key['revoked_at']}" if key.get("revoked_at") else "active"
+        print(
+            f"{key['key_id']:<26}{key['prefix'] + '...':<18}{key['name']:<16}"
+            f"{key['created_at']:<27}{key.get('last_used_day') or '-':<12}{status}"
+        )
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    key = _key_admin(args).revoke(args.key_id)
+    print(f"revoked {key['key_id']} of tenant {key['tenant_id']}")
+    print("API Gateway may keep accepting it until its authorizer cache (300 s) expires.")
+    return 0
+
+
+def _key_admin(args: argparse.Namespace) -> KeyAdmin:
+    from meterbill.local.admin import read_discovery
+
+    if args.table:
+        return TableKeyAdmin(args.table)
+    discovered = read_discovery()
+    return LocalKeyAdmin(discovered["url"], discovered["admin_token"])
+
+
+class KeyAdmin(Protocol):
+    def create(self, tenant: str, name: str) -> dict[str, Any]: ...
+    def list(self, tenant: str) -> list[dict[str, Any]]: ...
+    def revoke(self, key_id: str) -> dict[str, Any]: ...
+
+
+class TableKeyAdmin:
+    """Keys in a deployed table, with the caller's AWS credentials."""
+
+    def __init__(self, table: str) -> None:
+        from meterbill.storage import Store
+
+        self._store = Store(table)
+
+    def create(self, tenant: str, name: str) -> dict[str, Any]:
+        from meterbill.keys import create_api_key
+
+        return asdict(create_api_key(self._store, tenant, name))
+
+    def list(self, tenant: str) -> list[dict[str, Any]]:
+        from meterbill.keys import list_api_keys
+
+        return [asdict(key) for key in list_api_keys(self._store, tenant)]
+
+    def revoke(self, key_id: str) -> dict[str, Any]:
+        from meterbill.keys import revoke_api_key
+
+        return asdict(revoke_api_key(self._store, key_id))
+
+
+class LocalKeyAdmin:
+    """Keys in a running `meterbill serve`, through its local admin routes."""
+
+    def __init__(self, url: str, token: str) -> None:
+        from meterbill.local.admin import ADMIN_HEADER
+        from meterbill.local.client import ApiClient
+
+        self._client = ApiClient(url, api_key=None, extra_headers={ADMIN_HEADER: token})
+
+    def create(self, tenant: str, name: str) -> dict[str, Any]:
+        return self._expect(self._client.post("/_local/keys", {"tenant": tenant, "name": name}))
+
+    def list(self, tenant: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self._expect(
+            self._client.get(f"/_local/keys?tenant={quote(tenant)}")
+        )["items"]
+        return items
+
+    def revoke(self, key_id: str) -> dict[str, Any]:
+        return self._expect(self._client.post(f"/_local/keys/{quote(key_id)}/revoke", {}))
+
+    def _expect(self, response: Any) -> dict[str, Any]:
+        if response.status >= 400:
+            raise ValueError(response.body.get("message", str(response.body)))
+        body: dict[str, Any] = response.body
+        return body
 
 
 def _tenant_key(spec: str) -> tuple[str, str]:

@@ -58,7 +58,11 @@ def create_resolver() -> APIGatewayHttpResolver:
     def _domain_error(exc: MeterbillError) -> Response[str]:
         if exc.http_status >= 500:
             logger.error("request failed", extra={"code": exc.code, "error": exc.message})
-        return _error_response(exc)
+        response = _error_response(exc)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
 
     @app.exception_handler(ValidationError)  # type: ignore[untyped-decorator]
     def _invalid_input(exc: ValidationError) -> Response[str]:

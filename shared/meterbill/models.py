@@ -79,6 +79,12 @@ Amount = Annotated[Decimal, Field(ge=0, allow_inf_nan=False), AfterValidator(_ex
 PositiveQuantity = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
 Timestamp = Annotated[str, AfterValidator(_timestamp)]
 PropertyValue = StrictBool | StrictInt | Decimal | StrictStr
+# Event properties carry identifiers and counts, not documents: values are capped so an event
+# stays near one DynamoDB write unit. Nested objects and lists are rejected, not flattened.
+MAX_PROPERTY_TEXT = 1024
+EventPropertyValue = (
+    StrictBool | StrictInt | Decimal | Annotated[StrictStr, Field(max_length=MAX_PROPERTY_TEXT)]
+)
 
 
 class _Request(BaseModel):
@@ -266,8 +272,8 @@ class EventRequest(_Request):
     external_customer_id: Name
     event_id: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     timestamp: Timestamp | None = None
-    properties: dict[Annotated[str, Field(min_length=1, max_length=255)], PropertyValue] = Field(
-        default_factory=dict, max_length=100
+    properties: dict[Annotated[str, Field(min_length=1, max_length=255)], EventPropertyValue] = (
+        Field(default_factory=dict, max_length=100)
     )
     source: Annotated[str, Field(max_length=255)] | None = None
     customer_id: Annotated[str, Field(max_length=255)] | None = None

@@ -1,15 +1,18 @@
 """The single DynamoDB table behind meterbill, and the only module that talks to it.
 
 Every key starts with the tenant (`T#<tenant>#...`) except API keys, which are what resolves a
-tenant in the first place. AWS errors become domain errors here: a failed condition becomes
-`AlreadyExists` (or a duplicate, for events), anything else becomes `StorageUnavailable`.
+tenant in the first place (each also has a listing item under its tenant). AWS errors become
+domain errors here: a failed condition becomes `AlreadyExists` (or a duplicate, for events),
+anything else becomes `StorageUnavailable`.
 
 Item layout (pk / sk):
 
-    API key        KEY#<sha256 of secret>             KEY
+    API key        KEY#<key id>                       KEY
+      its listing  T#<t>#KEYS                         KEY#<key id>
     feature        T#<t>#FEATURES                     FEATURE#<feature id>
     plan           T#<t>#PLANS                        PLAN#<plan id>
     customer       T#<t>#CUSTOMER#<customer id>       CUSTOMER
+    rate window    T#<t>#RATE#<epoch second>          RATE   (expires through TTL)
     subscription   T#<t>#SUB#<subscription id>        SUB
       its link     T#<t>#CUSTOMER#<customer id>       SUB#<subscription id>
       its usage    T#<t>#SUB#<subscription id>        USAGE#<period start>#<feature id>
@@ -93,7 +96,10 @@ class ApiKeyRecord:
     tenant_id: str
     name: str
     prefix: str
+    secret_hash: str
     created_at: str
+    last_used_day: str | None = None
+    revoked_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,21 +142,45 @@ class Store:
 
     # --- API keys --------------------------------------------------------------------------
 
-    def put_api_key(self, secret_hash: str, record: ApiKeyRecord) -> None:
-        item = {"pk": f"KEY#{secret_hash}", "sk": "KEY", "type": "api_key", **vars(record)}
-        self._put(item, condition="attribute_not_exists(pk)", exists=lambda: "api key")
-
-    def get_api_key(self, secret_hash: str) -> ApiKeyRecord | None:
-        item = self._get(f"KEY#{secret_hash}", "KEY")
-        if item is None:
-            return None
-        return ApiKeyRecord(
-            key_id=item["key_id"],
-            tenant_id=item["tenant_id"],
-            name=item["name"],
-            prefix=item["prefix"],
-            created_at=item["created_at"],
+    def put_api_key(self, record: ApiKeyRecord) -> None:
+        # The key item first: a crash before the listing item leaves a working key that
+        # `keys list` does not show, never a listed key that does not work.
+        fields = {k: v for k, v in vars(record).items() if v is not None}
+        self._put(
+            {"pk": f"KEY#{record.key_id}", "sk": "KEY", "type": "api_key", **fields},
+            condition="attribute_not_exists(pk)",
+            exists=lambda: "this API key already exists",
         )
+        listing = {k: v for k, v in fields.items() if k != "secret_hash"}
+        self._put(
+            {"pk": f"T#{record.tenant_id}#KEYS", "sk": f"KEY#{record.key_id}", **listing},
+            condition="attribute_not_exists(pk)",
+            exists=lambda: "this API key already exists",
+        )
+
+    def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        item = self._get(f"KEY#{key_id}", "KEY")
+        return None if item is None else _key_record(item)
+
+    def list_api_keys(self, tenant_id: str) -> list[ApiKeyRecord]:
+        items = self._query_all(f"T#{tenant_id}#KEYS", "KEY#")
+        return [_key_record({**item, "secret_hash": ""}) for item in items]
+
+    def mark_api_key(self, record: ApiKeyRecord, attribute: str, value: str) -> None:
+        """Set `last_used_day` or `revoked_at` on a key and on its listing: a repeatable SET."""
+        for pk, sk in (
+            (f"KEY#{record.key_id}", "KEY"),
+            (f"T#{record.tenant_id}#KEYS", f"KEY#{record.key_id}"),
+        ):
+            self._call(
+                "update_item",
+                TableName=self.table_name,
+                Key=_serialize({"pk": pk, "sk": sk}),
+                UpdateExpression="SET #attribute = :value",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#attribute": attribute},
+                ExpressionAttributeValues=_serialize({":value": value}),
+            )
 
     # --- catalog ---------------------------------------------------------------------------
 
@@ -300,6 +330,20 @@ class Store:
         )
         items = [_deserialize(raw) for raw in response.get("Items", [])]
         return items, "LastEvaluatedKey" in response
+
+    # --- rate limiting ---------------------------------------------------------------------
+
+    def count_request(self, tenant_id: str, second: int, expires_at: int) -> int:
+        """Add one request to a tenant's window and return the window's count."""
+        response = self._call(
+            "update_item",
+            TableName=self.table_name,
+            Key=_serialize({"pk": f"T#{tenant_id}#RATE#{second}", "sk": "RATE"}),
+            UpdateExpression="ADD requests :one SET expires_at = if_not_exists(expires_at, :ttl)",
+            ExpressionAttributeValues=_serialize({":one": 1, ":ttl": expires_at}),
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(_deserialize(response["Attributes"])["requests"])
 
     # --- usage counters --------------------------------------------------------------------
 
@@ -453,6 +497,19 @@ def _counter_update_request(
         "ExpressionAttributeValues": _serialize(values),
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
+
+
+def _key_record(item: Mapping[str, Any]) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        key_id=item["key_id"],
+        tenant_id=item["tenant_id"],
+        name=item["name"],
+        prefix=item["prefix"],
+        secret_hash=item["secret_hash"],
+        created_at=item["created_at"],
+        last_used_day=item.get("last_used_day"),
+        revoked_at=item.get("revoked_at"),
+    )
 
 
 def padded_sequence(sequence_number: str) -> str:

@@ -25,15 +25,17 @@ KEY_B = "mb_test_tenant_b_0123456789abcdef"
 class LocalServer:
     url: str
     process: subprocess.Popen[str]
+    env: dict[str, str]
 
     def client(self, api_key: str | None = KEY_A) -> ApiClient:
         return ApiClient(self.url, api_key)
 
 
 @pytest.fixture(scope="session")
-def server() -> Iterator[LocalServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     port = _free_port()
-    env = {**os.environ, "POWERTOOLS_LOG_LEVEL": "WARNING"}
+    state = tmp_path_factory.mktemp("meterbill-state")
+    env = {**os.environ, "POWERTOOLS_LOG_LEVEL": "WARNING", "METERBILL_STATE_DIR": str(state)}
     process = subprocess.Popen(
         [
             sys.executable,
@@ -60,7 +62,7 @@ def server() -> Iterator[LocalServer]:
     reader = threading.Thread(target=lambda: rest.extend(process.stdout or []), daemon=True)
     reader.start()
 
-    yield LocalServer(f"http://127.0.0.1:{port}", process)
+    yield LocalServer(f"http://127.0.0.1:{port}", process, env)
 
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=15)
@@ -68,6 +70,7 @@ def server() -> Iterator[LocalServer]:
     output = "".join(rest)
     assert process.returncode == 0, output
     assert "meterbill stopped." in output
+    assert not (state / "serve.json").exists(), "serve left its discovery file behind"
 
 
 def _free_port() -> int:

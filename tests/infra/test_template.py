@@ -253,11 +253,19 @@ def test_no_function_may_scan_or_use_wildcards_or_crud_policy(template: Template
             assert statement.get("Resource") != "*", function
 
 
-def test_ingest_can_neither_update_nor_delete_items(template: Template) -> None:
-    actions = _actions(template.functions()["IngestFunction"])
+def test_ingest_can_neither_delete_nor_update_anything_but_rate_windows(
+    template: Template,
+) -> None:
+    properties = template.functions()["IngestFunction"]
+    actions = _actions(properties)
+    updates = [s for s in _statements(properties) if "dynamodb:UpdateItem" in _as_list(s["Action"])]
 
     assert "dynamodb:PutItem" in actions
-    assert not actions & {"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+    assert not actions & {"dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+    assert len(updates) == 1
+    assert _as_list(updates[0]["Action"]) == ["dynamodb:UpdateItem"]
+    condition = updates[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    assert condition == ["T#*#RATE#*"]
 
 
 # --- table and stream ---------------------------------------------------------------------------
@@ -298,3 +306,7 @@ def test_table_streams_new_images_and_expires_items(template: Template) -> None:
     assert table["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
     assert table["TimeToLiveSpecification"]["Enabled"] is True
     assert template.ttl_attribute()
+
+
+def _as_list(value: object) -> list[object]:
+    return list(value) if isinstance(value, list) else [value]

@@ -21,10 +21,17 @@ class ApiResponse:
 
 
 class ApiClient:
-    def __init__(self, base_url: str, api_key: str | None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        timeout: float = 30.0,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
+        self.extra_headers = extra_headers or {}
 
     def get(self, path: str) -> ApiResponse:
         return self.request("GET", path)
@@ -34,7 +41,7 @@ class ApiClient:
 
     def request(self, method: str, path: str, body: Any = None) -> ApiResponse:
         data = None if body is None else json.dumps(body, default=str).encode()
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", **self.extra_headers}
         if self.api_key:
             headers["x-api-key"] = self.api_key
         request = Request(self.base_url + path, data=data, method=method, headers=headers)

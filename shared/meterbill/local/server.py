@@ -7,7 +7,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from meterbill.http import MAX_BODY_BYTES
+from meterbill.http import MAX_BODY_BYTES, dumps
+from meterbill.local.admin import AdminApi
 from meterbill.local.runtime import HttpResponse, LocalRuntime, json_error
 
 __all__ = ["LocalServer"]
@@ -20,6 +21,7 @@ class LocalServer:
         self._port = port
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.admin: AdminApi | None = None
 
     @property
     def url(self) -> str:
@@ -27,8 +29,12 @@ class LocalServer:
         return f"http://{self._host}:{self._httpd.server_port}"
 
     def start(self) -> None:
+        from meterbill.runtime import store
+
         self.runtime.start()
-        self._httpd = ThreadingHTTPServer((self._host, self._port), _handler_for(self.runtime))
+        self.admin = AdminApi(store())
+        handler = _handler_for(self.runtime, self.admin)
+        self._httpd = ThreadingHTTPServer((self._host, self._port), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="http", daemon=True)
         self._thread.start()
@@ -40,7 +46,7 @@ class LocalServer:
         self.runtime.stop()
 
 
-def _handler_for(runtime: LocalRuntime) -> type[BaseHTTPRequestHandler]:
+def _handler_for(runtime: LocalRuntime, admin: AdminApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "meterbill-local"
@@ -69,6 +75,13 @@ def _handler_for(runtime: LocalRuntime) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length).decode("utf-8", errors="replace") if length else None
             parts = urlsplit(self.path)
             headers = {name: value for name, value in self.headers.items()}
+            if admin.handles(parts.path):
+                with runtime.lock:
+                    status, answer = admin.handle(
+                        self.command, parts.path, parts.query, headers, body
+                    )
+                self._send(HttpResponse(status, {}, dumps(answer)))
+                return
             response = runtime.handle_http(self.command, parts.path, parts.query, headers, body)
             self._send(response)
 

@@ -2,19 +2,44 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
-from meterbill.catalog import get_plan, get_subscription
-from meterbill.errors import NotFound
-from meterbill.models import BillingModel, Feature, Plan, Price, Subscription
+from meterbill.catalog import get_customer, get_plan, get_subscription
+from meterbill.counters import CounterState
+from meterbill.errors import NotFound, ValidationFailed
+from meterbill.metering import combine, quantity_of
+from meterbill.models import (
+    AggregationType,
+    BillingModel,
+    Customer,
+    Feature,
+    Plan,
+    Price,
+    Subscription,
+)
 from meterbill.periods import Period, period_containing
-from meterbill.pricing import line_amount, package_count
+from meterbill.pricing import billable_quantity, line_amount, package_count
 from meterbill.storage import Store
 from meterbill.values import plain
+from meterbill.windows import Window, window_bounds, windows_between
 
-__all__ = ["Invoice", "LineItem", "Usage", "UsageItem", "current_usage", "proposed_invoice"]
+__all__ = [
+    "Invoice",
+    "LineItem",
+    "Usage",
+    "UsageItem",
+    "UsageWindow",
+    "current_usage",
+    "proposed_invoice",
+    "usage_windows",
+]
+
+# A chart asks for at most this many windows at once; longer ranges page by `from`/`to`.
+MAX_WINDOWS = {Window.HOUR: 31 * 24, Window.DAY: 366}
 
 
 @dataclass(frozen=True)
@@ -60,10 +85,10 @@ def current_usage(
     store: Store, tenant_id: str, subscription_id: str, now: datetime | None = None
 ) -> Usage:
     subscription, plan, period = _current(store, tenant_id, subscription_id, now)
-    quantities = store.period_quantities(tenant_id, subscription.id, period.start)
+    counters = store.period_counters(tenant_id, subscription.id, period.start)
     items = [
-        UsageItem(feature.id, feature.lookup_key, plain(quantities.get(feature.id, Decimal(0))))
-        for feature in _plan_features(store, tenant_id, plan).values()
+        UsageItem(feature.id, feature.lookup_key, plain(quantity_of(feature, counters.get(fid))))
+        for fid, feature in _plan_features(store, tenant_id, plan).items()
     ]
     return Usage(subscription, period, items)
 
@@ -72,7 +97,7 @@ def proposed_invoice(
     store: Store, tenant_id: str, subscription_id: str, now: datetime | None = None
 ) -> Invoice:
     subscription, plan, period = _current(store, tenant_id, subscription_id, now)
-    quantities = store.period_quantities(tenant_id, subscription.id, period.start)
+    counters = store.period_counters(tenant_id, subscription.id, period.start)
     features = _plan_features(store, tenant_id, plan)
 
     lines = []
@@ -82,7 +107,7 @@ def proposed_invoice(
             continue
         assert price.feature_id is not None
         feature = features[price.feature_id]
-        quantity = plain(quantities.get(feature.id, Decimal(0)))
+        quantity = plain(quantity_of(feature, counters.get(feature.id)))
         lines.append(
             LineItem(
                 price_id=price.id,
@@ -112,6 +137,8 @@ def current_period(subscription: Subscription, now: datetime | None = None) -> P
         subscription.billing_period,
         subscription.billing_period_count,
         instant,
+        subscription.timezone,
+        subscription.billing_cycle,
     )
     assert period is not None
     return period
@@ -140,12 +167,67 @@ def _flat_fee_line(plan: Plan, price: Price) -> LineItem:
 
 
 def _usage_description(feature: Feature, price: Price, quantity: Decimal) -> str:
+    billable = billable_quantity(price, quantity)
+    free = f" ({plain(price.included_quantity)} included)" if price.included_quantity else ""
     if price.billing_model is BillingModel.PACKAGE:
         assert price.package_size is not None and price.rounding is not None
-        packages = package_count(quantity, price.package_size, price.rounding)
+        packages = package_count(billable, price.package_size, price.rounding)
         return (
             f"{feature.name}: {packages} x {plain(price.package_size)} units "
-            f"at {price.amount} per package"
+            f"at {price.amount} per package{free}"
         )
+    if price.billing_model is BillingModel.TIERED:
+        mode = (price.tier_mode or "").lower()
+        return f"{feature.name}: {plain(billable)} units, {mode} tiers{free}"
     per = plain(price.per) if price.per is not None else Decimal(1)
-    return f"{feature.name}: {quantity} units at {price.amount} per {per}"
+    return f"{feature.name}: {plain(billable)} units at {price.amount} per {per}{free}"
+
+
+@dataclass(frozen=True)
+class UsageWindow:
+    start: datetime
+    end: datetime
+    value: Decimal | None
+
+
+def usage_windows(
+    store: Store,
+    tenant_id: str,
+    customer_id: str,
+    feature_id: str,
+    start: datetime,
+    end: datetime,
+    window: Window,
+) -> tuple[Customer, list[UsageWindow]]:
+    """A feature's value per local hour or day of the customer, from window counters only."""
+    customer = get_customer(store, tenant_id, customer_id)
+    feature = store.get_feature(tenant_id, feature_id)
+    if feature is None:
+        raise NotFound(f"feature_id {feature_id!r} does not name a feature")
+    if end <= start:
+        raise ValidationFailed("to must be after from", [{"field": "to"}])
+    zone = ZoneInfo(customer.timezone)
+    bounds = windows_between(window, start, end, zone)
+    if len(bounds) > MAX_WINDOWS[window]:
+        raise ValidationFailed(
+            f"from..to spans more than {MAX_WINDOWS[window]} {window.lower()} windows",
+            [{"field": "to"}],
+        )
+
+    distinct = feature.aggregation.type is AggregationType.UNIQUE_COUNT
+    kind = ("H" if window is Window.HOUR else "D") if distinct else "Q"
+    counters = store.window_counters(
+        tenant_id, customer.id, feature.id, kind, bounds[0][0], bounds[-1][1]
+    )
+    grouped: dict[datetime, list[CounterState]] = defaultdict(list)
+    for counter_start, state in counters:
+        grouped[window_bounds(window, counter_start, zone)[0]].append(state)
+    values = [
+        UsageWindow(low, high, _plain_or_none(combine(feature, grouped.get(low, []))))
+        for low, high in bounds
+    ]
+    return customer, values
+
+
+def _plain_or_none(value: Decimal | None) -> Decimal | None:
+    return None if value is None else plain(value)

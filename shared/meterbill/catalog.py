@@ -73,6 +73,7 @@ def create_plan(store: Store, tenant_id: str, request: PlanCreate) -> Plan:
         currency=request.currency,
         billing_period=request.billing_period,
         billing_period_count=request.billing_period_count,
+        billing_cycle=request.billing_cycle,
         prices=prices,
         created_at=_now(),
     )
@@ -127,6 +128,8 @@ def create_subscription(
         start_date=start,
         billing_period=plan.billing_period,
         billing_period_count=plan.billing_period_count,
+        billing_cycle=plan.billing_cycle,
+        timezone=customer.timezone,
         created_at=created_at,
     )
     store.create_subscription(tenant_id, subscription)

@@ -10,7 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
+from itertools import pairwise
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -101,6 +103,15 @@ class _Record(BaseModel):
 class AggregationType(StrEnum):
     SUM = "SUM"
     COUNT = "COUNT"
+    MAX = "MAX"
+    MIN = "MIN"
+    AVG = "AVG"
+    UNIQUE_COUNT = "UNIQUE_COUNT"
+    LATEST = "LATEST"
+
+    @property
+    def needs_number(self) -> bool:
+        return self not in (AggregationType.COUNT, AggregationType.UNIQUE_COUNT)
 
 
 class Aggregation(_Request):
@@ -109,10 +120,12 @@ class Aggregation(_Request):
 
     @model_validator(mode="after")
     def _field_matches_type(self) -> Aggregation:
-        if self.type is AggregationType.SUM and self.field is None:
-            raise ValueError("aggregation.field is required for SUM: name the numeric property")
-        if self.type is AggregationType.COUNT and self.field is not None:
-            raise ValueError("aggregation.field must be omitted for COUNT")
+        if self.type is AggregationType.COUNT:
+            if self.field is not None:
+                raise ValueError("aggregation.field must be omitted for COUNT")
+        elif self.field is None:
+            what = "numeric property" if self.type.needs_number else "property"
+            raise ValueError(f"aggregation.field is required for {self.type}: name the {what}")
         return self
 
 
@@ -153,21 +166,59 @@ class BillingModel(StrEnum):
     PACKAGE = "PACKAGE"
     PER_UNIT = "PER_UNIT"
     FLAT_FEE = "FLAT_FEE"
+    TIERED = "TIERED"
 
 
-class PackagePriceCreate(_Request):
-    billing_model: Literal[BillingModel.PACKAGE]
+class TierMode(StrEnum):
+    VOLUME = "VOLUME"
+    GRADUATED = "GRADUATED"
+
+
+class _UsagePriceCreate(_Request):
     feature_id: Name
+    # A free allowance taken off the period's quantity before packages or tiers.
+    included_quantity: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] = Decimal(0)
+    # The line is at least this much while the subscription is active.
+    minimum_amount: Amount | None = None
+
+
+class PackagePriceCreate(_UsagePriceCreate):
+    billing_model: Literal[BillingModel.PACKAGE]
     amount: Amount
     package_size: PositiveQuantity
     rounding: Literal["up", "down"] = "up"
 
 
-class PerUnitPriceCreate(_Request):
+class PerUnitPriceCreate(_UsagePriceCreate):
     billing_model: Literal[BillingModel.PER_UNIT]
-    feature_id: Name
     amount: Amount
     per: PositiveQuantity = Decimal(1)
+
+
+class Tier(_Request):
+    up_to: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] | None
+    unit_amount: Amount
+    per: PositiveQuantity = Decimal(1)
+    flat_amount: Amount = Decimal(0)
+
+
+class TieredPriceCreate(_UsagePriceCreate):
+    billing_model: Literal[BillingModel.TIERED]
+    tier_mode: TierMode
+    tiers: Annotated[list[Tier], Field(min_length=1, max_length=50)]
+
+    @field_validator("tiers")
+    @classmethod
+    def _ordered_tiers(cls, tiers: list[Tier]) -> list[Tier]:
+        bounds = [tier.up_to for tier in tiers]
+        if bounds[-1] is not None:
+            raise ValueError("the last tier must be open: up_to null")
+        if any(bound is None for bound in bounds[:-1]):
+            raise ValueError("only the last tier may have up_to null")
+        closed = [bound for bound in bounds[:-1] if bound is not None]
+        if any(later <= earlier for earlier, later in pairwise(closed)):
+            raise ValueError("up_to must increase from tier to tier")
+        return tiers
 
 
 class FlatFeePriceCreate(_Request):
@@ -176,9 +227,14 @@ class FlatFeePriceCreate(_Request):
 
 
 PriceCreate = Annotated[
-    PackagePriceCreate | PerUnitPriceCreate | FlatFeePriceCreate,
+    PackagePriceCreate | PerUnitPriceCreate | FlatFeePriceCreate | TieredPriceCreate,
     Field(discriminator="billing_model"),
 ]
+
+
+class BillingCycle(StrEnum):
+    ANNIVERSARY = "anniversary"
+    CALENDAR = "calendar"
 
 
 class PlanCreate(_Request):
@@ -187,6 +243,7 @@ class PlanCreate(_Request):
     currency: Annotated[str, Field(min_length=3, max_length=3)]
     billing_period: BillingPeriod = BillingPeriod.MONTHLY
     billing_period_count: Annotated[int, Field(ge=1, le=12)] = 1
+    billing_cycle: BillingCycle = BillingCycle.ANNIVERSARY
     prices: Annotated[list[PriceCreate], Field(min_length=1, max_length=100)]
 
     @field_validator("currency")
@@ -201,10 +258,14 @@ class Price(_Record):
     id: str
     billing_model: BillingModel
     feature_id: str | None = None
-    amount: Decimal
+    amount: Decimal | None = None
     package_size: Decimal | None = None
     rounding: Literal["up", "down"] | None = None
     per: Decimal | None = None
+    tier_mode: TierMode | None = None
+    tiers: list[Tier] | None = None
+    included_quantity: Decimal = Decimal(0)
+    minimum_amount: Decimal | None = None
 
 
 class Plan(_Record):
@@ -214,6 +275,7 @@ class Plan(_Record):
     currency: str
     billing_period: BillingPeriod
     billing_period_count: int
+    billing_cycle: BillingCycle = BillingCycle.ANNIVERSARY
     prices: list[Price]
     created_at: datetime
 
@@ -221,10 +283,22 @@ class Plan(_Record):
 # --- customers and subscriptions --------------------------------------------------------------
 
 
+def _iana_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("must be an IANA time zone such as Europe/Paris") from None
+    return name
+
+
+TimeZoneName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_iana_timezone)]
+
+
 class CustomerCreate(_Request):
     external_id: Name
     name: Name
     email: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    timezone: TimeZoneName = "UTC"
 
 
 class Customer(_Record):
@@ -232,6 +306,7 @@ class Customer(_Record):
     external_id: str
     name: str
     email: str | None = None
+    timezone: str = "UTC"
     created_at: datetime
 
 
@@ -257,6 +332,8 @@ class Subscription(_Record):
     start_date: datetime
     billing_period: BillingPeriod
     billing_period_count: int
+    billing_cycle: BillingCycle = BillingCycle.ANNIVERSARY
+    timezone: str = "UTC"
     created_at: datetime
 
 

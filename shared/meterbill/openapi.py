@@ -72,6 +72,11 @@ ROUTES = [
     ),
     Route(method="GET", path="/v1/customers/{customer_id}", summary="Get a customer"),
     Route(
+        method="GET",
+        path="/v1/customers/{customer_id}/usage",
+        summary="A feature's usage per local hour or day, for charts",
+    ),
+    Route(
         method="POST",
         path="/v1/subscriptions",
         summary="Subscribe a customer to a plan",
@@ -93,11 +98,17 @@ ROUTES = [
 ]
 
 _QUERY_PARAMETERS = {
+    "/v1/customers/{customer_id}/usage": [
+        ("feature_id", True, "The feature to chart"),
+        ("from", True, "RFC 3339 start; the window holding it is the first"),
+        ("to", True, "RFC 3339 end (exclusive)"),
+        ("window", True, "HOUR or DAY, in the customer's time zone"),
+    ],
     "/v1/events": [
         ("external_customer_id", True, "The customer whose events to list"),
         ("limit", False, "Page size, 1 to 1000 (default 50)"),
         ("cursor", False, "next_cursor of the previous page"),
-    ]
+    ],
 }
 
 

@@ -41,6 +41,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
+from meterbill.counters import CounterState
 from meterbill.errors import AlreadyExists, StorageUnavailable, ValidationFailed
 from meterbill.models import Customer, Feature, Plan, StoredEvent, Subscription
 from meterbill.values import plain
@@ -50,6 +51,8 @@ __all__ = [
     "EVENT_LANES",
     "ApiKeyRecord",
     "CounterDelta",
+    "CounterKey",
+    "CounterState",
     "EventPage",
     "Store",
     "event_lane",
@@ -108,21 +111,47 @@ class EventPage:
     next_cursor: str | None
 
 
+@dataclass(frozen=True)
+class CounterKey:
+    """One usage counter: a subscription's period, or a customer's time window (`window` Q for
+    15-minute buckets, H and D for local hours and days of distinct counts)."""
+
+    tenant_id: str
+    feature_id: str
+    start: datetime
+    end: datetime
+    subscription_id: str | None = None
+    customer_id: str | None = None
+    window: str | None = None
+
+    @property
+    def pk(self) -> str:
+        if self.window is None:
+            return f"T#{self.tenant_id}#SUB#{self.subscription_id}"
+        return f"T#{self.tenant_id}#WINDOWS#{self.customer_id}#{self.feature_id}"
+
+    @property
+    def sk(self) -> str:
+        if self.window is None:
+            return f"USAGE#{_instant_key(self.start)}#{self.feature_id}"
+        return f"{self.window}#{_instant_key(self.start)}"
+
+    def marker_sk(self, value_digest: str) -> str:
+        return f"UNIQUE#{self.sk}#{value_digest}"
+
+
 @dataclass
 class CounterDelta:
-    """What one stream batch adds to one usage counter, by events lane.
+    """What one stream batch adds to one attribute of a usage counter, by events lane.
 
     `contributions[lane]` lists (sequence number, amount) for every record of that lane. A lane
     watermark on the counter item remembers the highest sequence number already added, so a
     redelivered record is recognised and skipped instead of counted twice.
     """
 
-    tenant_id: str
-    subscription_id: str
-    feature_id: str
-    period_start: datetime
-    period_end: datetime
+    key: CounterKey
     contributions: dict[str, list[tuple[str, Decimal]]]
+    attribute: str = "quantity"
 
 
 class Store:
@@ -368,19 +397,131 @@ class Store:
                 if _code(exc) != "ConditionalCheckFailedException":
                     raise _storage_error(exc) from exc
                 current = _deserialize(exc.response.get("Item") or {})
-                known_watermarks = {lane: current.get(f"wm_{lane}") for lane in pending}
+                known_watermarks = {
+                    lane: current.get(_watermark(delta.attribute, lane)) for lane in pending
+                }
             except BotoCoreError as exc:
                 raise _storage_error(exc) from exc
         raise StorageUnavailable("usage counter kept changing under concurrent updates; retry")
 
-    def period_quantities(
+    def raise_extreme(self, key: CounterKey, attribute: str, value: Decimal) -> None:
+        """Keep the larger (`max`) or smaller (`min`) value: repeating it changes nothing."""
+        beaten = "<" if attribute == "max" else ">"
+        self._conditional_set(
+            key,
+            f"#{attribute} = :value",
+            f"attribute_not_exists(#{attribute}) OR #{attribute} {beaten} :value",
+            {":value": plain(value)},
+            {f"#{attribute}": attribute},
+        )
+
+    def advance_latest(self, key: CounterKey, at: datetime, event_id: str, value: Decimal) -> None:
+        """Keep the value of the latest event (ties: the greatest event id); repeatable."""
+        self._conditional_set(
+            key,
+            "latest = :value, latest_order = :order",
+            "attribute_not_exists(latest_order) OR latest_order < :order",
+            {":value": plain(value), ":order": f"{_instant_key(at)}#{event_id}"},
+            {},
+        )
+
+    def claim_unique(self, key: CounterKey, value_text: str, claimant: str) -> bool:
+        """Record that `claimant` (a stream record) first brought this value into the counter.
+
+        True when the claim is the claimant's, now or from an earlier delivery of the same
+        record: then, and only then, the record adds 1 to the distinct count.
+        """
+        digest = hashlib.sha256(value_text.encode()).hexdigest()[:32]
+        item = {"pk": key.pk, "sk": key.marker_sk(digest), "claimant": claimant}
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=_serialize(item),
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise _storage_error(exc) from exc
+            existing = _deserialize(exc.response.get("Item") or {})
+            return existing.get("claimant") == claimant
+        except BotoCoreError as exc:
+            raise _storage_error(exc) from exc
+        return True
+
+    def period_counters(
         self, tenant_id: str, subscription_id: str, period_start: datetime
-    ) -> dict[str, Decimal]:
-        """Every feature's quantity in one period of a subscription: one query, however many
+    ) -> dict[str, CounterState]:
+        """Every feature's counter in one period of a subscription: one query, however many
         events were counted."""
         prefix = f"USAGE#{_instant_key(period_start)}#"
         items = self._query_all(f"T#{tenant_id}#SUB#{subscription_id}", prefix)
-        return {item["feature_id"]: Decimal(item["quantity"]) for item in items}
+        return {item["feature_id"]: _counter_state(item) for item in items}
+
+    def period_quantities(
+        self, tenant_id: str, subscription_id: str, period_start: datetime
+    ) -> dict[str, Decimal]:
+        counters = self.period_counters(tenant_id, subscription_id, period_start)
+        return {feature_id: state.quantity for feature_id, state in counters.items()}
+
+    def window_counters(
+        self,
+        tenant_id: str,
+        customer_id: str,
+        feature_id: str,
+        window: str,
+        start: datetime,
+        end: datetime,
+    ) -> list[tuple[datetime, CounterState]]:
+        """A customer's window counters of one kind starting in [start, end), oldest first."""
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+            "ExpressionAttributeValues": _serialize(
+                {
+                    ":pk": f"T#{tenant_id}#WINDOWS#{customer_id}#{feature_id}",
+                    ":low": f"{window}#{_instant_key(start)}",
+                    ":high": f"{window}#{_instant_key(end)}",
+                }
+            ),
+            "ConsistentRead": True,
+        }
+        counters = []
+        while True:
+            response = self._call("query", **request)
+            for raw in response.get("Items", []):
+                item = _deserialize(raw)
+                begins = datetime.fromisoformat(item["sk"].split("#", 1)[1])
+                if begins < end:
+                    counters.append((begins, _counter_state(item)))
+            if "LastEvaluatedKey" not in response:
+                return counters
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def _conditional_set(
+        self,
+        key: CounterKey,
+        assignments: str,
+        condition: str,
+        values: dict[str, Any],
+        names: dict[str, str],
+    ) -> None:
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": _serialize({"pk": key.pk, "sk": key.sk}),
+            "UpdateExpression": f"SET {assignments}, {_COUNTER_LABELS}",
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": _serialize({**values, **_counter_labels(key)}),
+        }
+        if names:
+            request["ExpressionAttributeNames"] = names
+        try:
+            self.client.update_item(**request)
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise _storage_error(exc) from exc
+        except BotoCoreError as exc:
+            raise _storage_error(exc) from exc
 
     # --- building blocks -------------------------------------------------------------------
 
@@ -455,6 +596,36 @@ def _unapplied(
     return pending
 
 
+_COUNTER_LABELS = "feature_id = :feature, period_start = :start, period_end = :end"
+
+
+def _counter_labels(key: CounterKey) -> dict[str, Any]:
+    return {
+        ":feature": key.feature_id,
+        ":start": _instant_key(key.start),
+        ":end": _instant_key(key.end),
+    }
+
+
+def _watermark(attribute: str, lane: str) -> str:
+    return f"wm_{lane}" if attribute == "quantity" else f"wm_{attribute}_{lane}"
+
+
+def _counter_state(item: Mapping[str, Any]) -> CounterState:
+    def number(name: str) -> Decimal | None:
+        return None if item.get(name) is None else Decimal(item[name])
+
+    return CounterState(
+        quantity=number("quantity") or Decimal(0),
+        total=number("total") or Decimal(0),
+        count=number("count") or Decimal(0),
+        max=number("max"),
+        min=number("min"),
+        latest=number("latest"),
+        latest_order=item.get("latest_order"),
+    )
+
+
 def _counter_update_request(
     table_name: str,
     delta: CounterDelta,
@@ -462,16 +633,11 @@ def _counter_update_request(
     watermarks: Mapping[str, str | None] | None,
 ) -> dict[str, Any]:
     total = sum((amount for records in pending.values() for _, amount in records), Decimal(0))
-    values: dict[str, Any] = {
-        ":amount": plain(total),
-        ":feature": delta.feature_id,
-        ":start": _instant_key(delta.period_start),
-        ":end": _instant_key(delta.period_end),
-    }
-    updates = ["feature_id = :feature", "period_start = :start", "period_end = :end"]
+    values: dict[str, Any] = {":amount": plain(total), **_counter_labels(delta.key)}
+    updates = [_COUNTER_LABELS]
     conditions = []
     for index, (lane, records) in enumerate(sorted(pending.items())):
-        watermark = f"wm_{lane}"
+        watermark = _watermark(delta.attribute, lane)
         values[f":last{index}"] = max(seq for seq, _ in records)
         updates.append(f"{watermark} = :last{index}")
         if watermarks is None:
@@ -486,14 +652,10 @@ def _counter_update_request(
             conditions.append(f"{watermark} = :seen{index}")
     return {
         "TableName": table_name,
-        "Key": _serialize(
-            {
-                "pk": f"T#{delta.tenant_id}#SUB#{delta.subscription_id}",
-                "sk": f"USAGE#{_instant_key(delta.period_start)}#{delta.feature_id}",
-            }
-        ),
-        "UpdateExpression": f"ADD quantity :amount SET {', '.join(updates)}",
+        "Key": _serialize({"pk": delta.key.pk, "sk": delta.key.sk}),
+        "UpdateExpression": f"ADD #counted :amount SET {', '.join(updates)}",
         "ConditionExpression": " AND ".join(conditions),
+        "ExpressionAttributeNames": {"#counted": delta.attribute},
         "ExpressionAttributeValues": _serialize(values),
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }

@@ -6,10 +6,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from meterbill.billing import Invoice, Usage, current_period
-from meterbill.models import StoredEvent, Subscription
+from meterbill.billing import Invoice, Usage, UsageWindow, current_period
+from meterbill.models import Customer, StoredEvent, Subscription
+from meterbill.windows import Window
 
-__all__ = ["event_view", "invoice_view", "subscription_view", "usage_view"]
+__all__ = [
+    "event_view",
+    "invoice_view",
+    "subscription_view",
+    "usage_view",
+    "usage_windows_view",
+]
 
 
 def subscription_view(subscription: Subscription, now: datetime | None = None) -> dict[str, Any]:
@@ -66,4 +73,16 @@ def event_view(event: StoredEvent) -> dict[str, Any]:
         "properties": event.properties,
         "source": event.source,
         "received_at": event.received_at,
+    }
+
+
+def usage_windows_view(
+    customer: Customer, feature_id: str, window: Window, windows: list[UsageWindow]
+) -> dict[str, Any]:
+    return {
+        "customer_id": customer.id,
+        "feature_id": feature_id,
+        "window": window.value,
+        "timezone": customer.timezone,
+        "items": [{"start": w.start, "end": w.end, "value": w.value} for w in windows],
     }

@@ -14,6 +14,7 @@ import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -144,6 +145,7 @@ def _read_everything(story: Story, key: str, ids: dict[str, str]) -> None:
         f"/v1/subscriptions/{ids['subscription']}/usage",
         f"/v1/subscriptions/{ids['subscription']}/invoices/proposed",
         f"/v1/events?external_customer_id={SHARED_CUSTOMER}",
+        f"/v1/customers/{ids['customer']}/usage?{_today_query(ids['feature'])}",
     ):
         reply = story.call(key, "GET", path)
         assert reply.status == 200, (path, reply)
@@ -302,6 +304,32 @@ def _duplicates_are_scoped_to_the_tenant(story: Story) -> None:
     assert story.call(KEY_A, "POST", "/v1/events/bulk", fresh).body["accepted"] == "1"
 
 
+def _usage_charts_hold_only_the_tenants_usage(story: Story) -> None:
+    for key, own, other, tokens in (
+        (KEY_A, "a", "b", "5000000"),
+        (KEY_B, "b", "a", "1000000"),
+    ):
+        query = (
+            f"feature_id={story.ids[own]['feature']}&window=DAY"
+            "&from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z"
+        )
+        foreign = story.call(
+            key, "GET", f"/v1/customers/{story.ids[other]['customer']}/usage?{query}"
+        )
+        assert foreign.status == 404, foreign
+        today = _today_query(story.ids[own]["feature"])
+        chart = story.call(key, "GET", f"/v1/customers/{story.ids[own]['customer']}/usage?{today}")
+        assert chart.status == 200, chart
+        assert sum(Decimal(item["value"]) for item in chart.body["items"]) == Decimal(tokens)
+
+
+def _today_query(feature_id: str) -> str:
+    now = datetime.now(UTC)
+    start = (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    end = (now + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"feature_id={feature_id}&window=DAY&from={start}&to={end}"
+
+
 def _public_document_holds_no_tenant_data(story: Story) -> None:
     document = json.dumps(story.call(None, "GET", "/v1/openapi.json").body, default=str)
     for tenant_ids in story.ids.values():
@@ -323,6 +351,7 @@ PROBES: dict[str, Probe] = {
     "GET /v1/customers/{customer_id}": _other_tenants_ids_are_not_found(
         "/v1/customers/{id}", "customer"
     ),
+    "GET /v1/customers/{customer_id}/usage": _usage_charts_hold_only_the_tenants_usage,
     "POST /v1/subscriptions": _subscriptions_cannot_reach_another_tenants_plan_or_customer,
     "GET /v1/subscriptions/{subscription_id}": _other_tenants_ids_are_not_found(
         "/v1/subscriptions/{id}", "subscription"

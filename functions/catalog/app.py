@@ -8,7 +8,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from meterbill import catalog
 from meterbill.http import create_resolver, json_body, logger, parse, respond, tenant_id
-from meterbill.models import CustomerCreate, FeatureCreate, PlanCreate, SubscriptionCreate
+from meterbill.models import (
+    CustomerCreate,
+    FeatureCreate,
+    PlanCreate,
+    SubscriptionCreate,
+    TenantSettings,
+)
 from meterbill.runtime import store
 from meterbill.views import subscription_view
 
@@ -68,6 +74,19 @@ def create_subscription() -> Response[str]:
 def get_subscription(subscription_id: str) -> Response[str]:
     subscription = catalog.get_subscription(store(), tenant_id(app), subscription_id)
     return respond(200, subscription_view(subscription))
+
+
+@app.get("/v1/settings")
+def get_settings() -> Response[str]:
+    return respond(200, store().get_settings(tenant_id(app)))
+
+
+@app.put("/v1/settings")
+def put_settings() -> Response[str]:
+    tenant = tenant_id(app)
+    settings = parse(TenantSettings, json_body(app))
+    store().put_settings(tenant, settings)
+    return respond(200, settings)
 
 
 @logger.inject_lambda_context(

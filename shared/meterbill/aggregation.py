@@ -35,6 +35,7 @@ from meterbill.errors import StorageUnavailable
 from meterbill.metering import contribution, matches
 from meterbill.models import AggregationType, Feature, Plan, StoredEvent, Subscription
 from meterbill.periods import Period, period_containing
+from meterbill.recount import counted_by_stream
 from meterbill.storage import CounterDelta, CounterKey, Store, event_from_image, padded_sequence
 from meterbill.values import canonical_text
 from meterbill.windows import BUCKET, Window, bucket_start, window_bounds
@@ -265,7 +266,7 @@ def _collect(
                     subscription.timezone,
                     subscription.billing_cycle,
                 )
-            if period is None:
+            if period is None or _after_end(subscription, record):
                 continue
             for feature in features:
                 if not _countable(feature, record):
@@ -283,7 +284,7 @@ def _collect(
     for subscription, features in priced:
         zone = ZoneInfo(subscription.timezone)
         for record in events:
-            if record.event.timestamp < subscription.start_date:
+            if record.event.timestamp < subscription.start_date or _after_end(subscription, record):
                 continue
             for feature in features:
                 seen = (record.event.event_id, feature.id)
@@ -292,6 +293,14 @@ def _collect(
                 windowed.add(seen)
                 for key in _window_keys(tenant_id, customer_id, feature, record.event, zone):
                     updates.count(key, feature, record)
+
+
+def _after_end(subscription: Subscription, record: StreamEvent) -> bool:
+    """Not for the stream to count: usage at or after a cancellation, and events a backdated
+    subscription predates (the backfill counts those, once)."""
+    if subscription.ended_at is not None and record.event.timestamp >= subscription.ended_at:
+        return True
+    return not counted_by_stream(subscription, record.event)
 
 
 def _countable(feature: Feature, record: StreamEvent) -> bool:

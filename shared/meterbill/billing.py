@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -17,24 +17,30 @@ from meterbill.models import (
     BillingModel,
     Customer,
     Feature,
+    InvoiceLine,
+    LineKind,
     Plan,
     Price,
+    Settlement,
     Subscription,
 )
-from meterbill.periods import Period, period_containing
+from meterbill.periods import Period, format_instant, period_containing
 from meterbill.pricing import billable_quantity, line_amount, package_count
 from meterbill.storage import Store
 from meterbill.values import plain
 from meterbill.windows import Window, window_bounds, windows_between
 
 __all__ = [
-    "Invoice",
-    "LineItem",
+    "ProposedInvoice",
     "Usage",
     "UsageItem",
     "UsageWindow",
     "current_usage",
+    "late_lines",
+    "period_lines",
+    "plan_features",
     "proposed_invoice",
+    "settlement_of",
     "usage_windows",
 ]
 
@@ -57,20 +63,11 @@ class Usage:
 
 
 @dataclass(frozen=True)
-class LineItem:
-    price_id: str
-    feature_id: str | None
-    description: str
-    quantity: Decimal
-    amount: Decimal
-
-
-@dataclass(frozen=True)
-class Invoice:
+class ProposedInvoice:
     subscription: Subscription
     currency: str
     period: Period
-    line_items: list[LineItem]
+    line_items: list[InvoiceLine]
 
     @property
     def subtotal(self) -> Decimal:
@@ -88,36 +85,116 @@ def current_usage(
     counters = store.period_counters(tenant_id, subscription.id, period.start)
     items = [
         UsageItem(feature.id, feature.lookup_key, plain(quantity_of(feature, counters.get(fid))))
-        for fid, feature in _plan_features(store, tenant_id, plan).items()
+        for fid, feature in plan_features(store, tenant_id, plan).items()
     ]
     return Usage(subscription, period, items)
 
 
 def proposed_invoice(
     store: Store, tenant_id: str, subscription_id: str, now: datetime | None = None
-) -> Invoice:
+) -> ProposedInvoice:
+    """The current period's lines, plus late usage of invoiced periods still to be billed."""
     subscription, plan, period = _current(store, tenant_id, subscription_id, now)
+    features = plan_features(store, tenant_id, plan)
     counters = store.period_counters(tenant_id, subscription.id, period.start)
-    features = _plan_features(store, tenant_id, plan)
+    lines = period_lines(plan, features, counters, period)
+    late, _ = late_lines(store, tenant_id, subscription, plan, features, period.start, now)
+    return ProposedInvoice(subscription, plan.currency, period, lines + late)
 
+
+def period_lines(
+    plan: Plan,
+    features: dict[str, Feature],
+    counters: dict[str, CounterState],
+    period: Period,
+    flat_fee_share: Decimal = Decimal(1),
+) -> list[InvoiceLine]:
+    """One line per price of the plan, in plan order. `flat_fee_share` prorates flat fees."""
     lines = []
     for price in plan.prices:
         if price.billing_model is BillingModel.FLAT_FEE:
-            lines.append(_flat_fee_line(plan, price))
+            lines.append(_flat_fee_line(plan, price, period, flat_fee_share))
             continue
         assert price.feature_id is not None
         feature = features[price.feature_id]
         quantity = plain(quantity_of(feature, counters.get(feature.id)))
         lines.append(
-            LineItem(
+            InvoiceLine(
                 price_id=price.id,
                 feature_id=feature.id,
                 description=_usage_description(feature, price, quantity),
                 quantity=quantity,
                 amount=line_amount(price, quantity, plan.currency),
+                kind=LineKind.USAGE,
+                period_start=period.start,
+                period_end=period.end,
             )
         )
-    return Invoice(subscription, plan.currency, period, lines)
+    return lines
+
+
+def settlement_of(period: Period, lines: list[InvoiceLine]) -> Settlement:
+    """What a period's own lines bill, per usage price."""
+    prices = {
+        line.price_id: (line.quantity, line.amount) for line in lines if line.kind is LineKind.USAGE
+    }
+    return Settlement(period_start=period.start, period_end=period.end, prices=prices)
+
+
+def late_lines(
+    store: Store,
+    tenant_id: str,
+    subscription: Subscription,
+    plan: Plan,
+    features: dict[str, Feature],
+    before: datetime,
+    now: datetime | None = None,
+) -> tuple[list[InvoiceLine], list[Settlement]]:
+    """Usage that reached invoiced periods after their invoice: one line per period and price,
+    billing the difference between what the usage costs now and what was billed for it.
+
+    Returns the lines and the settlements that billing them brings about. Only periods that
+    can still change are read: events older than the backdating limit are refused at ingest.
+    """
+    limit = store.get_settings(tenant_id).backdating_limit_days
+    oldest_open = (now or datetime.now(UTC)) - timedelta(days=limit + 1)
+    lines: list[InvoiceLine] = []
+    settlements: list[Settlement] = []
+    for settled, settler in store.settled_periods(tenant_id, subscription.id):
+        if settled.period_start >= before or settled.period_end < oldest_open:
+            continue
+        counters = store.period_counters(tenant_id, subscription.id, settled.period_start)
+        updated = dict(settled.prices)
+        for price in plan.prices:
+            if price.feature_id is None:
+                continue
+            feature = features[price.feature_id]
+            quantity = plain(quantity_of(feature, counters.get(feature.id)))
+            amount = line_amount(price, quantity, plan.currency)
+            billed_quantity, billed_amount = settled.prices.get(price.id, (Decimal(0), Decimal(0)))
+            if (quantity, amount) == (billed_quantity, billed_amount):
+                continue
+            lines.append(
+                InvoiceLine(
+                    price_id=price.id,
+                    feature_id=feature.id,
+                    description=(
+                        f"late usage for {format_instant(settled.period_start)} - "
+                        f"{format_instant(settled.period_end)}: {feature.name}"
+                    ),
+                    quantity=quantity - billed_quantity,
+                    amount=amount - billed_amount,
+                    kind=LineKind.LATE_USAGE,
+                    period_start=settled.period_start,
+                    period_end=settled.period_end,
+                )
+            )
+            updated[price.id] = (quantity, amount)
+        if updated != settled.prices:
+            settlements.append(
+                settled.model_copy(update={"prices": updated, "previous_settler": settler})
+            )
+    return lines, settlements
 
 
 def _current(
@@ -144,8 +221,8 @@ def current_period(subscription: Subscription, now: datetime | None = None) -> P
     return period
 
 
-def _plan_features(store: Store, tenant_id: str, plan: Plan) -> dict[str, Feature]:
-    features = {}
+def plan_features(store: Store, tenant_id: str, plan: Plan) -> dict[str, Feature]:
+    features: dict[str, Feature] = {}
     for price in plan.prices:
         if price.feature_id is None:
             continue
@@ -156,13 +233,21 @@ def _plan_features(store: Store, tenant_id: str, plan: Plan) -> dict[str, Featur
     return features
 
 
-def _flat_fee_line(plan: Plan, price: Price) -> LineItem:
-    return LineItem(
+def _flat_fee_line(plan: Plan, price: Price, period: Period, share: Decimal) -> InvoiceLine:
+    assert price.amount is not None
+    prorated = price if share == 1 else price.model_copy(update={"amount": price.amount * share})
+    description = f"{plan.name}: flat fee"
+    if share != 1:
+        description += f" (prorated, {share.quantize(Decimal('0.000001'))} of the period)"
+    return InvoiceLine(
         price_id=price.id,
         feature_id=None,
-        description=f"{plan.name}: flat fee",
+        description=description,
         quantity=Decimal(1),
-        amount=line_amount(price, Decimal(1), plan.currency),
+        amount=line_amount(prorated, Decimal(1), plan.currency),
+        kind=LineKind.FLAT_FEE,
+        period_start=period.start,
+        period_end=period.end,
     )
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import os
+from datetime import UTC, datetime, timedelta
 
 from meterbill.errors import NotFound, ValidationFailed
 from meterbill.ids import derived_id, random_id
@@ -18,7 +19,8 @@ from meterbill.models import (
     Subscription,
     SubscriptionCreate,
 )
-from meterbill.periods import parse_instant
+from meterbill.periods import parse_instant, period_containing
+from meterbill.queues import CloseQueue
 from meterbill.storage import Store
 
 __all__ = [
@@ -131,9 +133,31 @@ def create_subscription(
         billing_cycle=plan.billing_cycle,
         timezone=customer.timezone,
         created_at=created_at,
+        next_close_start=start,
     )
-    store.create_subscription(tenant_id, subscription)
+    first = period_containing(
+        start,
+        plan.billing_period,
+        plan.billing_period_count,
+        start,
+        customer.timezone,
+        plan.billing_cycle,
+    )
+    assert first is not None
+    grace = timedelta(seconds=store.get_settings(tenant_id).invoice_grace_period_seconds)
+    store.create_subscription(tenant_id, subscription, due_at=first.end + grace)
+    if start < created_at:
+        _queue_backfill(tenant_id, subscription.id)
     return subscription
+
+
+def _queue_backfill(tenant_id: str, subscription_id: str) -> None:
+    """Count the stored events a backdated subscription predates, once, a little later: by
+    then every event received before the subscription existed is stored (ingest answers within
+    its 29-second timeout)."""
+    delay = int(os.environ.get("BACKFILL_DELAY_SECONDS", "60"))
+    message = {"kind": "backfill", "tenant_id": tenant_id, "subscription_id": subscription_id}
+    CloseQueue.from_environment().send([message], delay_seconds=delay)
 
 
 def get_subscription(store: Store, tenant_id: str, subscription_id: str) -> Subscription:

@@ -58,6 +58,25 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--project", type=Path, help="checkout holding template.yaml")
     demo.set_defaults(command=_demo)
 
+    close = commands.add_parser(
+        "close-periods",
+        help="invoice every period due, in a running `meterbill serve` or a deployed --table",
+    )
+    close.add_argument("--now", help="act as if it were this RFC 3339 instant (time travel)")
+    close.add_argument("--table", help="a deployed table (the stack's TableName output)")
+    close.add_argument("--event-bus", help="with --table: the EventBridge bus for invoice events")
+    close.set_defaults(command=_close_periods)
+
+    reconcile = commands.add_parser(
+        "reconcile", help="recount a customer's usage from raw events and compare with counters"
+    )
+    reconcile.add_argument("--tenant", default="default")
+    reconcile.add_argument("--customer", required=True, help="customer id (cus_...)")
+    reconcile.add_argument("--period", help="an instant inside the period (default: now)")
+    reconcile.add_argument("--repair", action="store_true", help="set counters to the recount")
+    reconcile.add_argument("--table", help="a deployed table (the stack's TableName output)")
+    reconcile.set_defaults(command=_reconcile)
+
     keys = commands.add_parser(
         "keys", help="manage API keys, in a running `meterbill serve` or a deployed --table"
     )
@@ -93,10 +112,12 @@ def _serve(args: argparse.Namespace) -> int:
             create_api_key(store(), tenant, "serve", key)
         assert server.admin is not None
         discovery = write_discovery(server.url, server.admin.token)
+        server.runtime.run_schedules_every(60)
         print(f"meterbill is serving {server.url}/v1 (OpenAPI: {server.url}/v1/openapi.json)")
         print(f"API key for tenant 'default': {default.secret}")
         for tenant, _ in tenants:
             print(f"API key for tenant {tenant!r}: as given")
+        print("Periods due are invoiced every minute (meterbill close-periods runs it now).")
         print("Press Ctrl-C to stop.", flush=True)
         _wait_for_signal()
     finally:
@@ -219,6 +240,91 @@ class LocalKeyAdmin:
             raise ValueError(response.body.get("message", str(response.body)))
         body: dict[str, Any] = response.body
         return body
+
+
+def _close_periods(args: argparse.Namespace) -> int:
+    from meterbill.periods import parse_instant
+
+    now = parse_instant(args.now) if args.now else None
+    if args.table:
+        result = _close_in_table(args.table, args.event_bus, now)
+    else:
+        from meterbill.local.admin import ADMIN_HEADER, read_discovery
+        from meterbill.local.client import ApiClient
+
+        discovered = read_discovery()
+        client = ApiClient(
+            discovered["url"],
+            None,
+            timeout=600,
+            extra_headers={ADMIN_HEADER: discovered["admin_token"]},
+        )
+        response = client.post("/_local/close-periods", {"now": args.now} if args.now else {})
+        if response.status >= 400:
+            raise ValueError(response.body.get("message", str(response.body)))
+        result = response.body
+    print(f"subscriptions due: {result['queued']}, failed (will be retried): {result['failed']}")
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    request = {"tenant_id": args.tenant, "customer_id": args.customer, "repair": args.repair}
+    if args.period:
+        request["at"] = args.period
+    if args.table:
+        from datetime import UTC, datetime
+
+        from meterbill.periods import parse_instant
+        from meterbill.recount import describe, reconcile_customer
+        from meterbill.storage import Store
+
+        at = parse_instant(args.period) if args.period else datetime.now(UTC)
+        found = reconcile_customer(Store(args.table), args.tenant, args.customer, at, args.repair)
+        lines = [describe(d) for d in found]
+    else:
+        response = _local_admin().post("/_local/reconcile", request)
+        if response.status >= 400:
+            raise ValueError(response.body.get("message", str(response.body)))
+        lines = response.body["differences"]
+    for line in lines:
+        print(line)
+    print(f"{len(lines)} difference(s)" + (" repaired" if args.repair and lines else ""))
+    return 1 if lines and not args.repair else 0
+
+
+def _local_admin() -> Any:
+    from meterbill.local.admin import ADMIN_HEADER, read_discovery
+    from meterbill.local.client import ApiClient
+
+    discovered = read_discovery()
+    return ApiClient(
+        discovered["url"],
+        None,
+        timeout=600,
+        extra_headers={ADMIN_HEADER: discovered["admin_token"]},
+    )
+
+
+def _close_in_table(table: str, bus: str | None, now: Any) -> dict[str, int]:
+    """The scheduled close, in this process, against a deployed table (no queue needed)."""
+    from datetime import UTC, datetime
+
+    from meterbill.errors import MeterbillError
+    from meterbill.invoicing import close_due_periods
+    from meterbill.notifications import EventPublisher
+    from meterbill.storage import DUE_SHARDS, Store
+
+    store, publisher = Store(table), EventPublisher(bus)
+    instant = now or datetime.now(UTC)
+    due = [s for shard in range(DUE_SHARDS) for s in store.due_subscriptions(shard, instant)]
+    failed = 0
+    for tenant_id, subscription_id in due:
+        try:
+            close_due_periods(store, publisher, tenant_id, subscription_id, instant)
+        except MeterbillError as exc:
+            failed += 1
+            print(f"{tenant_id}/{subscription_id}: {exc.message}", file=sys.stderr)
+    return {"queued": len(due), "failed": failed}
 
 
 def _tenant_key(spec: str) -> tuple[str, str]:

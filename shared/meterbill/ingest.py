@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,7 +24,9 @@ from meterbill.periods import parse_instant
 from meterbill.storage import Store
 from meterbill.validation import error_details
 
-__all__ = ["IngestResult", "ingest_events", "validate_events"]
+__all__ = ["FUTURE_TOLERANCE", "IngestResult", "ingest_events", "validate_events"]
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ def ingest_events(
     features = store.list_features(tenant_id)
     requests = validate_events(raw_events, features, field_prefix)
     events = [_stored_event(tenant_id, request, received_at) for request in requests]
+    _check_time_window(events, store.get_settings(tenant_id).backdating_limit_days, field_prefix)
 
     if concurrency > 1 and len(events) > 1:
         with ThreadPoolExecutor(max_workers=min(concurrency, len(events))) as pool:
@@ -90,6 +93,28 @@ def validate_events(
                 detail.pop("index")
         raise ValidationFailed(summary, details)
     return requests
+
+
+def _check_time_window(events: Sequence[StoredEvent], limit_days: int, field_prefix: str) -> None:
+    """Refuse events too old to bill (their period is long invoiced) or from the future.
+
+    Limits as Stripe's meter events: the backdating limit (35 days by default, per tenant) and
+    five minutes ahead, for clock skew.
+    """
+    details = []
+    for index, event in enumerate(events):
+        prefix = f"{field_prefix}{index}." if field_prefix else ""
+        if event.timestamp < event.received_at - timedelta(days=limit_days):
+            reason = f"is more than {limit_days} days in the past, beyond the backdating limit"
+        elif event.timestamp > event.received_at + FUTURE_TOLERANCE:
+            reason = "is more than 5 minutes in the future"
+        else:
+            continue
+        detail = {"field": f"{prefix}timestamp", "message": reason}
+        details.append({"index": index, **detail} if field_prefix else detail)
+    if details:
+        first = details[0]
+        raise ValidationFailed(f"{first['field']} {first['message']}; nothing was stored", details)
 
 
 def _stored_event(tenant_id: str, request: EventRequest, received_at: datetime) -> StoredEvent:

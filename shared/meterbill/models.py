@@ -328,13 +328,81 @@ class Subscription(_Record):
     customer_id: str
     external_customer_id: str
     plan_id: str
-    status: Literal["active"]
+    status: Literal["active", "canceled"]
     start_date: datetime
     billing_period: BillingPeriod
     billing_period_count: int
     billing_cycle: BillingCycle = BillingCycle.ANNIVERSARY
     timezone: str = "UTC"
     created_at: datetime
+    # The start of the next period to invoice; None once the last period is invoiced.
+    next_close_start: datetime | None = None
+    # Usage at or after this instant does not count (a cancellation); None while it runs on.
+    ended_at: datetime | None = None
+    cancel_at_period_end: bool = False
+
+
+class SubscriptionCancel(_Request):
+    at: Literal["now", "period_end"]
+
+
+class TenantSettings(_Request):
+    """Per-tenant billing settings."""
+
+    # Periods are invoiced this long after they end, so that late events can still arrive.
+    invoice_grace_period_seconds: Annotated[int, Field(ge=0, le=7 * 86_400)] = 3600
+    # Events older than this are refused at ingest: their period is long invoiced.
+    backdating_limit_days: Annotated[int, Field(ge=1, le=366)] = 35
+
+
+class LineKind(StrEnum):
+    USAGE = "usage"
+    FLAT_FEE = "flat_fee"
+    LATE_USAGE = "late_usage"
+
+
+class InvoiceLine(_Record):
+    price_id: str
+    feature_id: str | None
+    description: str
+    quantity: Decimal
+    amount: Decimal
+    kind: LineKind
+    period_start: datetime
+    period_end: datetime
+
+
+class Settlement(_Record):
+    """What an invoice has billed, in total, for one period: per price, quantity and amount."""
+
+    period_start: datetime
+    period_end: datetime
+    prices: dict[str, tuple[Decimal, Decimal]]
+    previous_settler: str | None = None
+
+
+class InvoiceStatus(StrEnum):
+    DRAFT = "draft"
+    FINALIZED = "finalized"
+    VOID = "void"
+
+
+class Invoice(_Record):
+    id: str
+    number: str | None = None
+    status: InvoiceStatus
+    subscription_id: str
+    customer_id: str
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    line_items: list[InvoiceLine]
+    subtotal: Decimal
+    total: Decimal
+    settlements: list[Settlement]
+    created_at: datetime
+    finalized_at: datetime | None = None
+    voided_at: datetime | None = None
 
 
 # --- events -----------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ from meterbill.models import (
     EventRequest,
     FeatureCreate,
     PlanCreate,
+    SubscriptionCancel,
     SubscriptionCreate,
+    TenantSettings,
 )
 
 __all__ = ["ROUTES", "Route", "openapi_document"]
@@ -94,10 +96,33 @@ ROUTES = [
         path="/v1/subscriptions/{subscription_id}/invoices/proposed",
         summary="Proposed invoice of the current period",
     ),
+    Route(
+        method="POST",
+        path="/v1/subscriptions/{subscription_id}/cancel",
+        summary="Cancel now (invoicing the partial period) or at the period end",
+        request=SubscriptionCancel,
+    ),
+    Route(method="GET", path="/v1/invoices", summary="Finalized and void invoices, by number"),
+    Route(method="GET", path="/v1/invoices/{invoice_id}", summary="Get an invoice"),
+    Route(method="POST", path="/v1/invoices/{invoice_id}/void", summary="Void a finalized invoice"),
+    Route(method="GET", path="/v1/settings", summary="The tenant's billing settings"),
+    Route(
+        method="PUT",
+        path="/v1/settings",
+        summary="Set the invoice grace period and the backdating limit",
+        request=TenantSettings,
+    ),
     Route(method="GET", path="/v1/openapi.json", summary="This document", authenticated=False),
 ]
 
 _QUERY_PARAMETERS = {
+    "/v1/invoices": [
+        ("subscription_id", False, "Only this subscription's invoices"),
+        ("customer_id", False, "Only this customer's invoices"),
+        ("status", False, "finalized or void"),
+        ("limit", False, "Page size, 1 to 200 (default 50)"),
+        ("cursor", False, "next_cursor of the previous page"),
+    ],
     "/v1/customers/{customer_id}/usage": [
         ("feature_id", True, "The feature to chart"),
         ("from", True, "RFC 3339 start; the window holding it is the first"),

@@ -13,9 +13,14 @@ Item layout (pk / sk):
     plan           T#<t>#PLANS                        PLAN#<plan id>
     customer       T#<t>#CUSTOMER#<customer id>       CUSTOMER
     rate window    T#<t>#RATE#<epoch second>          RATE   (expires through TTL)
-    subscription   T#<t>#SUB#<subscription id>        SUB
+    subscription   T#<t>#SUB#<subscription id>        SUB      gsi2: DUE#<n>  <due at>
       its link     T#<t>#CUSTOMER#<customer id>       SUB#<subscription id>
       its usage    T#<t>#SUB#<subscription id>        USAGE#<period start>#<feature id>
+      settled      T#<t>#SUB#<subscription id>        SETTLED#<period start>
+    settings       T#<t>#SETTINGS                     SETTINGS
+    invoice        T#<t>#INVOICE#<invoice id>         INVOICE
+      listings     T#<t>#INVOICES | T#<t>#SUB#<id> | T#<t>#CUSTOMER#<id>   INVOICE#<number>
+    numbering      T#<t>#INVOICE_SEQ                  SEQ
     event          T#<t>#EVENTS#<lane>                EVENT#<event id>
       by customer  gsi1: T#<t>#CUSTOMER_EVENTS#<external id>#<n>   <timestamp>#<event id>
 
@@ -39,11 +44,20 @@ import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from meterbill.counters import CounterState
-from meterbill.errors import AlreadyExists, StorageUnavailable, ValidationFailed
-from meterbill.models import Customer, Feature, Plan, StoredEvent, Subscription
+from meterbill.errors import AlreadyExists, Conflict, StorageUnavailable, ValidationFailed
+from meterbill.models import (
+    Customer,
+    Feature,
+    Invoice,
+    Plan,
+    Settlement,
+    StoredEvent,
+    Subscription,
+    TenantSettings,
+)
 from meterbill.values import plain
 
 __all__ = [
@@ -86,6 +100,25 @@ def event_lane(event_id: str) -> str:
 def _customer_event_shard(event_id: str) -> int:
     digest = hashlib.sha256(b"customer-index\x00" + event_id.encode()).digest()
     return digest[0] % CUSTOMER_EVENT_SHARDS
+
+
+DUE_SHARDS = 16
+
+
+def _due_keys(tenant_id: str, subscription_id: str, due_at: datetime) -> dict[str, str]:
+    digest = hashlib.sha256(f"{tenant_id}\x00{subscription_id}".encode()).digest()
+    return {
+        "gsi2pk": f"DUE#{digest[0] % DUE_SHARDS}",
+        "gsi2sk": f"{_instant_key(due_at)}#{tenant_id}#{subscription_id}",
+    }
+
+
+_INSTANT_ADAPTER: TypeAdapter[datetime] = TypeAdapter(datetime)
+
+
+def _json_instant(instant: datetime) -> str:
+    """An instant as pydantic's JSON mode writes it inside stored records."""
+    return str(_INSTANT_ADAPTER.dump_python(instant, mode="json"))
 
 
 def _instant_key(instant: datetime) -> str:
@@ -253,7 +286,9 @@ class Store:
         item = self._get(f"T#{tenant_id}#CUSTOMER#{customer_id}", "CUSTOMER")
         return None if item is None else Customer.model_validate(item["record"])
 
-    def create_subscription(self, tenant_id: str, subscription: Subscription) -> None:
+    def create_subscription(
+        self, tenant_id: str, subscription: Subscription, due_at: datetime
+    ) -> None:
         # The link beside the customer is written first: it is what the aggregator follows, so
         # a crash between the two writes can leave usage counted for an unlisted subscription,
         # never a listed subscription whose usage was not counted.
@@ -264,8 +299,283 @@ class Store:
             "subscription id collision",
         )
         self._put_record(
-            f"T#{tenant_id}#SUB#{subscription.id}", "SUB", subscription, "subscription id collision"
+            f"T#{tenant_id}#SUB#{subscription.id}",
+            "SUB",
+            subscription,
+            "subscription id collision",
+            extra=_due_keys(tenant_id, subscription.id, due_at),
         )
+
+    def replace_subscription(
+        self,
+        tenant_id: str,
+        updated: Subscription,
+        expected_next_close: datetime | None,
+        due_at: datetime | None,
+    ) -> bool:
+        """Write a subscription's new state if nobody moved it since (its next period to close
+        is still `expected_next_close`). False when the condition failed: someone else did it.
+        The due index attributes follow `due_at`; None takes the subscription out of it."""
+        item: dict[str, Any] = {
+            "pk": f"T#{tenant_id}#SUB#{updated.id}",
+            "sk": "SUB",
+            "type": "subscription",
+            "record": updated.model_dump(mode="json"),
+        }
+        if due_at is not None:
+            item.update(_due_keys(tenant_id, updated.id, due_at))
+        expected = None if expected_next_close is None else _json_instant(expected_next_close)
+        condition = (
+            "#record.#next = :expected" if expected else "attribute_type(#record.#next, :null)"
+        )
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=_serialize(item),
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#record": "record", "#next": "next_close_start"},
+                ExpressionAttributeValues=_serialize(
+                    {":expected": expected} if expected else {":null": "NULL"}
+                ),
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise _storage_error(exc) from exc
+        except BotoCoreError as exc:
+            raise _storage_error(exc) from exc
+        # The aggregator reads the link beside the customer: keep its copy in step.
+        self._call(
+            "put_item",
+            TableName=self.table_name,
+            Item=_serialize(
+                {
+                    "pk": f"T#{tenant_id}#CUSTOMER#{updated.customer_id}",
+                    "sk": f"SUB#{updated.id}",
+                    "type": "subscription",
+                    "record": updated.model_dump(mode="json"),
+                }
+            ),
+        )
+        return True
+
+    def due_subscriptions(self, shard: int, due_by: datetime) -> Iterator[tuple[str, str]]:
+        """(tenant, subscription id) of every subscription in one index shard due by `due_by`."""
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": "gsi2",
+            "KeyConditionExpression": "gsi2pk = :shard AND gsi2sk <= :due",
+            "ExpressionAttributeValues": _serialize(
+                {":shard": f"DUE#{shard}", ":due": f"{_instant_key(due_by)}#~"}
+            ),
+        }
+        while True:
+            response = self._call("query", **request)
+            for raw in response.get("Items", []):
+                item = _deserialize(raw)
+                _, tenant_id, _, subscription_id = item["pk"].split("#", 3)
+                yield tenant_id, subscription_id
+            if "LastEvaluatedKey" not in response:
+                return
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    # --- settings --------------------------------------------------------------------------
+
+    def get_settings(self, tenant_id: str) -> TenantSettings:
+        item = self._get(f"T#{tenant_id}#SETTINGS", "SETTINGS")
+        return TenantSettings() if item is None else TenantSettings.model_validate(item["record"])
+
+    def put_settings(self, tenant_id: str, settings: TenantSettings) -> None:
+        self._call(
+            "put_item",
+            TableName=self.table_name,
+            Item=_serialize(
+                {
+                    "pk": f"T#{tenant_id}#SETTINGS",
+                    "sk": "SETTINGS",
+                    "type": "settings",
+                    "record": settings.model_dump(mode="json"),
+                }
+            ),
+        )
+
+    # --- invoices --------------------------------------------------------------------------
+
+    def claim_invoice(self, tenant_id: str, invoice: Invoice) -> Invoice:
+        """Store a draft invoice unless one with its id exists; return the stored one.
+
+        The id is derived from the subscription and period, so two closes of the same period
+        meet here and carry on with the same lines."""
+        try:
+            self._put_record(f"T#{tenant_id}#INVOICE#{invoice.id}", "INVOICE", invoice, "exists")
+        except AlreadyExists:
+            stored = self.get_invoice(tenant_id, invoice.id)
+            assert stored is not None
+            return stored
+        return invoice
+
+    def get_invoice(self, tenant_id: str, invoice_id: str) -> Invoice | None:
+        item = self._get(f"T#{tenant_id}#INVOICE#{invoice_id}", "INVOICE")
+        return None if item is None else Invoice.model_validate(item["record"])
+
+    def save_invoice(self, tenant_id: str, invoice: Invoice, listed: bool) -> None:
+        """Overwrite an invoice (draft -> finalized -> void) and, once numbered, its listings."""
+        record = invoice.model_dump(mode="json")
+        self._call(
+            "put_item",
+            TableName=self.table_name,
+            Item=_serialize(
+                {
+                    "pk": f"T#{tenant_id}#INVOICE#{invoice.id}",
+                    "sk": "INVOICE",
+                    "type": "invoice",
+                    "record": record,
+                }
+            ),
+        )
+        if not listed or invoice.number is None:
+            return
+        summary = {
+            "invoice_id": invoice.id,
+            "number": invoice.number,
+            "status": invoice.status.value,
+            "subscription_id": invoice.subscription_id,
+            "customer_id": invoice.customer_id,
+        }
+        for pk in (
+            f"T#{tenant_id}#INVOICES",
+            f"T#{tenant_id}#SUB#{invoice.subscription_id}",
+            f"T#{tenant_id}#CUSTOMER#{invoice.customer_id}",
+        ):
+            self._call(
+                "put_item",
+                TableName=self.table_name,
+                Item=_serialize(
+                    {
+                        "pk": pk,
+                        "sk": f"INVOICE#{invoice.number}",
+                        "type": "invoice_listing",
+                        **summary,
+                    }
+                ),
+            )
+
+    def list_invoices(
+        self, tenant_id: str, scope: str, status: str | None, limit: int, after: str | None
+    ) -> tuple[list[str], str | None]:
+        """Invoice ids under a scope (`INVOICES`, `SUB#<id>` or `CUSTOMER#<id>`), by number."""
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+            "ExpressionAttributeValues": _serialize(
+                {
+                    ":pk": f"T#{tenant_id}#{scope}",
+                    # Numbers are fixed-width, so "after N" is everything above "N~".
+                    ":low": f"INVOICE#{after}~" if after else "INVOICE#",
+                    ":high": "INVOICE#~",
+                }
+            ),
+            "ConsistentRead": True,
+        }
+        ids: list[str] = []
+        numbers: list[str] = []
+        while len(ids) < limit:
+            response = self._call("query", **request)
+            for raw in response.get("Items", []):
+                item = _deserialize(raw)
+                if status is None or item["status"] == status:
+                    ids.append(item["invoice_id"])
+                    numbers.append(item["number"])
+                    if len(ids) == limit:
+                        break
+            if "LastEvaluatedKey" not in response or len(ids) == limit:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        more = len(ids) == limit
+        return ids, (numbers[-1] if more and numbers else None)
+
+    def invoice_sequence(self, tenant_id: str) -> dict[str, Any]:
+        item = self._get(f"T#{tenant_id}#INVOICE_SEQ", "SEQ")
+        return item or {}
+
+    def reserve_invoice_number(self, tenant_id: str, previous: int, invoice_id: str) -> bool:
+        """Take number previous + 1 for an invoice, if nothing is pending and nobody took it."""
+        key = {"pk": f"T#{tenant_id}#INVOICE_SEQ", "sk": "SEQ"}
+        if previous == 0:
+            condition = "attribute_not_exists(pk)"
+            values = {":number": 1, ":invoice": invoice_id}
+        else:
+            condition = "last_number = :previous AND attribute_not_exists(pending)"
+            values = {":number": previous + 1, ":invoice": invoice_id, ":previous": previous}
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=_serialize(key),
+                UpdateExpression="SET last_number = :number, pending = :invoice",
+                ConditionExpression=condition,
+                ExpressionAttributeValues=_serialize(values),
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise _storage_error(exc) from exc
+        except BotoCoreError as exc:
+            raise _storage_error(exc) from exc
+        return True
+
+    def release_invoice_number(self, tenant_id: str, invoice_id: str) -> None:
+        """Mark the pending number as used by its invoice; a no-op if someone already did."""
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=_serialize({"pk": f"T#{tenant_id}#INVOICE_SEQ", "sk": "SEQ"}),
+                UpdateExpression="REMOVE pending",
+                ConditionExpression="pending = :invoice",
+                ExpressionAttributeValues=_serialize({":invoice": invoice_id}),
+            )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise _storage_error(exc) from exc
+        except BotoCoreError as exc:
+            raise _storage_error(exc) from exc
+
+    def settled_periods(self, tenant_id: str, subscription_id: str) -> list[tuple[Settlement, str]]:
+        """What finalized invoices billed per period of a subscription, with who billed it last."""
+        items = self._query_all(f"T#{tenant_id}#SUB#{subscription_id}", "SETTLED#")
+        return [(Settlement.model_validate(item["record"]), item["settled_by"]) for item in items]
+
+    def settle(
+        self, tenant_id: str, subscription_id: str, settlement: Settlement, invoice_id: str
+    ) -> None:
+        """Record an invoice's settlement of a period, once: only over the settler it saw."""
+        item = {
+            "pk": f"T#{tenant_id}#SUB#{subscription_id}",
+            "sk": f"SETTLED#{_instant_key(settlement.period_start)}",
+            "type": "settlement",
+            "record": settlement.model_dump(mode="json"),
+            "settled_by": invoice_id,
+        }
+        if settlement.previous_settler is None:
+            condition = "attribute_not_exists(pk) OR settled_by = :invoice"
+            values = {":invoice": invoice_id}
+        else:
+            condition = "settled_by = :previous OR settled_by = :invoice"
+            values = {":invoice": invoice_id, ":previous": settlement.previous_settler}
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=_serialize(item),
+                ConditionExpression=condition,
+                ExpressionAttributeValues=_serialize(values),
+            )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise _storage_error(exc) from exc
+            raise Conflict(
+                f"period {settlement.period_start} was settled by another invoice"
+            ) from exc
+        except BotoCoreError as exc:
+            raise _storage_error(exc) from exc
 
     def get_subscription(self, tenant_id: str, subscription_id: str) -> Subscription | None:
         item = self._get(f"T#{tenant_id}#SUB#{subscription_id}", "SUB")
@@ -339,6 +649,135 @@ class Store:
         more = more or len(merged) > limit
         next_cursor = _encode_cursor(page[-1]["gsi1sk"]) if more and page else None
         return EventPage([_event_from_item(item) for item in page], next_cursor)
+
+    def customer_events_between(
+        self, tenant_id: str, external_customer_id: str, start: datetime, end: datetime
+    ) -> Iterator[StoredEvent]:
+        """Every stored event of a customer timestamped in [start, end), from the index shards.
+
+        The recovery path: it reads raw events, so its cost grows with them. Never on a hot path.
+        """
+        for shard in range(CUSTOMER_EVENT_SHARDS):
+            request: dict[str, Any] = {
+                "TableName": self.table_name,
+                "IndexName": "gsi1",
+                "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk BETWEEN :low AND :high",
+                "ExpressionAttributeValues": _serialize(
+                    {
+                        ":pk": f"T#{tenant_id}#CUSTOMER_EVENTS#{external_customer_id}#{shard}",
+                        ":low": _instant_key(start),
+                        ":high": _instant_key(end),
+                    }
+                ),
+            }
+            while True:
+                response = self._call("query", **request)
+                for raw in response.get("Items", []):
+                    event = _event_from_item(_deserialize(raw))
+                    if start <= event.timestamp < end:
+                        yield event
+                if "LastEvaluatedKey" not in response:
+                    break
+                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def read_counter(self, key: CounterKey) -> tuple[CounterState, dict[str, Any]] | None:
+        """A counter and its raw item (for a conditional rewrite), or None if it has none."""
+        item = self._get(key.pk, key.sk)
+        return None if item is None else (_counter_state(item), item)
+
+    def rewrite_counter(
+        self, key: CounterKey, state: CounterState, seen: dict[str, Any] | None
+    ) -> bool:
+        """Set a counter to recounted values, if it did not change since it was read as `seen`
+        (None: it did not exist). Watermarks are kept: the stream goes on from where it was."""
+        names = {f"#{a}": a for a in ("quantity", "total", "count", "max", "min", "latest")}
+        assignments = [
+            _COUNTER_LABELS,
+            "#quantity = :quantity",
+            "#total = :total",
+            "#count = :count",
+        ]
+        values: dict[str, Any] = {
+            ":quantity": plain(state.quantity),
+            ":total": plain(state.total),
+            ":count": plain(state.count),
+            **_counter_labels(key),
+        }
+        removals = []
+        for attribute in ("max", "min", "latest"):
+            value = getattr(state, attribute)
+            if value is None:
+                removals.append(f"#{attribute}")
+            else:
+                assignments.append(f"#{attribute} = :{attribute}")
+                values[f":{attribute}"] = plain(value)
+        if state.latest_order is not None:
+            assignments.append("latest_order = :order")
+            values[":order"] = state.latest_order
+        expression = f"SET {', '.join(assignments)}"
+        if removals:
+            expression += f" REMOVE {', '.join(removals)}"
+        if seen is None:
+            condition = "attribute_not_exists(pk)"
+        else:
+            # Unchanged since read: the same sums and the same watermarks.
+            checks = []
+            for index, (attribute, value) in enumerate(sorted(seen.items())):
+                if attribute.startswith("wm_") or attribute in ("quantity", "total", "count"):
+                    names[f"#seen{index}"] = attribute
+                    values[f":seen{index}"] = value
+                    checks.append(f"#seen{index} = :seen{index}")
+            condition = " AND ".join(checks) or "attribute_exists(pk)"
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=_serialize({"pk": key.pk, "sk": key.sk}),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={
+                    n: a for n, a in names.items() if n in expression + condition
+                },
+                ExpressionAttributeValues=_serialize(values),
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise _storage_error(exc) from exc
+        except BotoCoreError as exc:
+            raise _storage_error(exc) from exc
+        return True
+
+    def add_backfill(self, key: CounterKey, state: CounterState, guard: str) -> None:
+        """Add a one-off recount (events a new subscription predates) exactly once: the counter
+        remembers the guard, and a second attempt with it changes nothing."""
+        values: dict[str, Any] = {
+            ":quantity": plain(state.quantity),
+            ":total": plain(state.total),
+            ":count": plain(state.count),
+            ":guard": guard,
+            **_counter_labels(key),
+        }
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=_serialize({"pk": key.pk, "sk": key.sk}),
+                UpdateExpression=(
+                    f"ADD #quantity :quantity, #total :total, #count :count "
+                    f"SET backfilled = :guard, {_COUNTER_LABELS}"
+                ),
+                ConditionExpression="attribute_not_exists(backfilled)",
+                ExpressionAttributeNames={
+                    "#quantity": "quantity",
+                    "#total": "total",
+                    "#count": "count",
+                },
+                ExpressionAttributeValues=_serialize(values),
+            )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise _storage_error(exc) from exc
+        except BotoCoreError as exc:
+            raise _storage_error(exc) from exc
 
     def _query_customer_shard(
         self, partition: str, before: str | None, limit: int
@@ -525,12 +964,20 @@ class Store:
 
     # --- building blocks -------------------------------------------------------------------
 
-    def _put_record(self, pk: str, sk: str, record: BaseModel, exists_message: str) -> None:
+    def _put_record(
+        self,
+        pk: str,
+        sk: str,
+        record: BaseModel,
+        exists_message: str,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
         item = {
             "pk": pk,
             "sk": sk,
             "type": type(record).__name__.lower(),
             "record": record.model_dump(mode="json"),
+            **(extra or {}),
         }
         self._put(item, condition="attribute_not_exists(pk)", exists=lambda: exists_message)
 

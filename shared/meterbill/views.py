@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from meterbill.billing import Invoice, Usage, UsageWindow, current_period
-from meterbill.models import Customer, StoredEvent, Subscription
+from meterbill.billing import ProposedInvoice, Usage, UsageWindow, current_period
+from meterbill.models import Customer, Invoice, StoredEvent, Subscription
 from meterbill.windows import Window
 
 __all__ = [
     "event_view",
+    "final_invoice_view",
     "invoice_view",
     "subscription_view",
     "usage_view",
@@ -40,7 +41,7 @@ def usage_view(usage: Usage) -> dict[str, Any]:
     }
 
 
-def invoice_view(invoice: Invoice) -> dict[str, Any]:
+def invoice_view(invoice: ProposedInvoice) -> dict[str, Any]:
     return {
         "subscription_id": invoice.subscription.id,
         "customer_id": invoice.subscription.customer_id,
@@ -55,6 +56,7 @@ def invoice_view(invoice: Invoice) -> dict[str, Any]:
                 "description": line.description,
                 "quantity": line.quantity,
                 "amount": line.amount,
+                "kind": line.kind.value,
             }
             for line in invoice.line_items
         ],
@@ -86,3 +88,13 @@ def usage_windows_view(
         "timezone": customer.timezone,
         "items": [{"start": w.start, "end": w.end, "value": w.value} for w in windows],
     }
+
+
+def final_invoice_view(invoice: Invoice) -> dict[str, Any]:
+    body = invoice.model_dump(mode="json", exclude={"settlements"})
+    body["line_items"] = [
+        {**line.model_dump(mode="json"), "quantity": line.quantity, "amount": line.amount}
+        for line in invoice.line_items
+    ]
+    body.update(subtotal=invoice.subtotal, total=invoice.total)
+    return body

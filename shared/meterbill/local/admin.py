@@ -13,12 +13,15 @@ import json
 import os
 import secrets
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 from meterbill.errors import MeterbillError, NotFound, Unauthorized, ValidationFailed
 from meterbill.keys import create_api_key, list_api_keys, revoke_api_key
+from meterbill.periods import parse_instant
+from meterbill.recount import describe, reconcile_customer
 from meterbill.storage import Store
 
 __all__ = ["ADMIN_HEADER", "AdminApi", "discovery_file", "read_discovery", "write_discovery"]
@@ -55,9 +58,10 @@ def read_discovery() -> dict[str, Any]:
 class AdminApi:
     """Answers `/_local/` requests against the embedded table."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, close_periods: Any = None) -> None:
         self.token = secrets.token_urlsafe(32)
         self._store = store
+        self._close_periods = close_periods
 
     def handles(self, path: str) -> bool:
         return path.startswith(ADMIN_PREFIX)
@@ -93,6 +97,21 @@ class AdminApi:
             tenant = parse_qs(query).get("tenant", [""])[0]
             keys = list_api_keys(self._store, tenant)
             return 200, {"items": [_public(asdict(key)) for key in keys]}
+        if method == "POST" and parts == ["reconcile"]:
+            request = json.loads(body or "{}")
+            at = parse_instant(request["at"]) if request.get("at") else datetime.now(UTC)
+            differences = reconcile_customer(
+                self._store,
+                str(request["tenant_id"]),
+                str(request["customer_id"]),
+                at,
+                repair=bool(request.get("repair")),
+            )
+            return 200, {"differences": [describe(d) for d in differences]}
+        if method == "POST" and parts == ["close-periods"] and self._close_periods is not None:
+            request = json.loads(body or "{}")
+            now = parse_instant(request["now"]) if request.get("now") else None
+            return 200, dict(self._close_periods(now))
         if method == "POST" and len(parts) == 3 and parts[0] == "keys" and parts[2] == "revoke":
             return 200, _public(asdict(revoke_api_key(self._store, parts[1])))
         raise NotFound(f"no admin route {method} /_local/{path}")

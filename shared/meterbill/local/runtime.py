@@ -25,7 +25,14 @@ from meterbill.local.lambda_events import (
     http_authorizer_event,
     stream_event,
 )
-from meterbill.local.template import HttpRoute, StreamConsumer, Template
+from meterbill.local.template import (
+    HttpRoute,
+    QueueConsumer,
+    StreamConsumer,
+    Template,
+    queue_consumers,
+    scheduled_functions,
+)
 
 __all__ = ["HttpResponse", "LocalRuntime", "json_error"]
 
@@ -56,6 +63,10 @@ class LocalRuntime:
         self._routes = self.template.http_routes()
         self._stream = self.template.stream_consumer()
         self._pump: _StreamPump | None = None
+        self._queue_urls: dict[str, str] = {}
+        self._queues: list[_QueuePump] = []
+        self._scheduler: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -66,12 +77,47 @@ class LocalRuntime:
         self._mock = mock_aws()
         self._mock.start()
         self._create_table()
+        self._create_queues()
+        self._apply_template_environment()
         for function in self.template.functions():
             self._handlers[function] = self._load_handler(function)
         self._pump = _StreamPump(self, self._stream)
         self._pump.start()
+        self._queues = [
+            _QueuePump(self, c, self._queue_urls[c.queue]) for c in queue_consumers(self.template)
+        ]
+        for queue in self._queues:
+            queue.start()
+
+    def run_schedules_every(self, seconds: float) -> None:
+        """Invoke the template's scheduled functions every `seconds` (hourly on AWS)."""
+
+        def loop() -> None:
+            while not self._stopping.wait(seconds):
+                for function in scheduled_functions(self.template):
+                    try:
+                        self.invoke(function, {"source": "local.schedule"})
+                    except Exception:
+                        logger.exception("scheduled function failed", extra={"function": function})
+
+        self._scheduler = threading.Thread(target=loop, name="schedule", daemon=True)
+        self._scheduler.start()
+
+    def close_periods(self, now: datetime | None = None, timeout: float = 60.0) -> dict[str, int]:
+        """Run the scheduled close at `now` (default: the real now) and wait for its queue."""
+        event: dict[str, Any] = {"source": "local.close-periods"}
+        if now is not None:
+            event["now"] = now.isoformat()
+        queued = 0
+        for function in scheduled_functions(self.template):
+            queued += int(self.invoke(function, event).get("queued", 0))
+        failed = sum(queue.drain(timeout) for queue in self._queues)
+        return {"queued": queued, "failed": failed}
 
     def stop(self) -> None:
+        self._stopping.set()
+        for queue in self._queues:
+            queue.stop()
         if self._pump is not None:
             self._pump.stop()
         if self._mock is not None:
@@ -152,11 +198,111 @@ class LocalRuntime:
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute},
             )
 
+    def _create_queues(self) -> None:
+        import boto3
+
+        sqs = boto3.client("sqs")
+        for name in self.template.queues():
+            self._queue_urls[name] = sqs.create_queue(QueueName=name)["QueueUrl"]
+
+    def _apply_template_environment(self) -> None:
+        """Environment variables from the template, as the functions see them on AWS; values
+        the local runtime set already (table, concurrency, limits) win."""
+
+        def resolve(reference: str) -> str:
+            if reference in self._queue_urls:
+                return self._queue_urls[reference]
+            if reference == "EventBusName":
+                return ""  # no bus locally: invoice events go to the log
+            default = self.template.parameter_default(reference)
+            return self.table_name if default is None else default
+
+        for name, value in self.template.environment(resolve).items():
+            os.environ.setdefault(name, value)
+
     def _load_handler(self, function: str) -> Handler:
         source, attribute = self.template.handler_file(function)
         module = _import_file(f"meterbill_function_{function}", source)
         handler: Handler = getattr(module, attribute)
         return handler
+
+
+class _QueuePump:
+    """Delivers an SQS queue to its consumer like Lambda's SQS event source: batches, partial
+    batch failures (failed messages come back after a pause), successes deleted."""
+
+    def __init__(self, runtime: LocalRuntime, consumer: QueueConsumer, url: str) -> None:
+        import boto3
+
+        self._runtime = runtime
+        self._consumer = consumer
+        self._url = url
+        self._sqs = boto3.client("sqs")
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"sqs-{consumer.queue}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+
+    def drain(self, timeout: float) -> int:
+        """Deliver until the queue is empty; the number of deliveries that reported failures."""
+        deadline = time.monotonic() + timeout
+        failures = 0
+        while time.monotonic() < deadline:
+            delivered, failed = self._tick(visibility=0)
+            failures += failed
+            if delivered == 0 and failed == 0:
+                return failures
+        return failures
+
+    def _run(self) -> None:
+        while not self._stopping.wait(_STREAM_POLL_SECONDS):
+            try:
+                self._tick(visibility=_STREAM_RETRY_SECONDS)
+            except Exception:
+                logger.exception("queue pump failed; retrying")
+
+    def _tick(self, visibility: float) -> tuple[int, int]:
+        with self._runtime.lock:
+            response = self._sqs.receive_message(
+                QueueUrl=self._url,
+                MaxNumberOfMessages=min(10, self._consumer.batch_size),
+                VisibilityTimeout=int(max(1, visibility)),
+            )
+            messages = response.get("Messages", [])
+            if not messages:
+                return 0, 0
+            event = {"Records": [_sqs_record(m, self._url) for m in messages]}
+            try:
+                result = self._runtime.invoke(self._consumer.function, event)
+                failed_ids = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+            except Exception:
+                logger.exception("queue consumer raised; the batch will be retried")
+                failed_ids = {m["MessageId"] for m in messages}
+            for message in messages:
+                if message["MessageId"] not in failed_ids:
+                    self._sqs.delete_message(
+                        QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"]
+                    )
+            return len(messages) - len(failed_ids), len(failed_ids)
+
+
+def _sqs_record(message: dict[str, Any], url: str) -> dict[str, Any]:
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": {},
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:" + url.rsplit("/", 1)[-1],
+        "awsRegion": "us-east-1",
+    }
 
 
 class _StreamPump:
@@ -303,6 +449,9 @@ def _isolate_from_real_aws(table_name: str) -> None:
             "AWS_REGION": "us-east-1",
             "TABLE_NAME": table_name,
             "INGEST_WRITE_CONCURRENCY": "1",
+            "EVENT_BUS_NAME": "",
+            "BACKFILL_DELAY_SECONDS": "0",
+            "INGEST_RATE_LIMIT": os.environ.get("INGEST_RATE_LIMIT", "0"),
             "POWERTOOLS_SERVICE_NAME": "meterbill",
         }
     )

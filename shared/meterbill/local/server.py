@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from meterbill.http import MAX_BODY_BYTES, dumps
@@ -32,12 +33,15 @@ class LocalServer:
         from meterbill.runtime import store
 
         self.runtime.start()
-        self.admin = AdminApi(store())
+        self.admin = AdminApi(store(), close_periods=self._close_periods_unlocked)
         handler = _handler_for(self.runtime, self.admin)
         self._httpd = ThreadingHTTPServer((self._host, self._port), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="http", daemon=True)
         self._thread.start()
+
+    def _close_periods_unlocked(self, now: Any) -> dict[str, int]:
+        return self.runtime.close_periods(now)
 
     def stop(self) -> None:
         if self._httpd is not None:
@@ -76,6 +80,7 @@ def _handler_for(runtime: LocalRuntime, admin: AdminApi) -> type[BaseHTTPRequest
             parts = urlsplit(self.path)
             headers = {name: value for name, value in self.headers.items()}
             if admin.handles(parts.path):
+                # The runtime's lock is reentrant: the close invokes handlers under it too.
                 with runtime.lock:
                     status, answer = admin.handle(
                         self.command, parts.path, parts.query, headers, body

@@ -12,7 +12,15 @@ from typing import Any
 
 import yaml
 
-__all__ = ["HttpRoute", "StreamConsumer", "Template", "find_project_root"]
+__all__ = [
+    "HttpRoute",
+    "QueueConsumer",
+    "StreamConsumer",
+    "Template",
+    "find_project_root",
+    "queue_consumers",
+    "scheduled_functions",
+]
 
 
 class _CloudFormationLoader(yaml.SafeLoader):
@@ -83,6 +91,26 @@ class Template:
         source = self.root / properties["CodeUri"] / (module.replace(".", "/") + ".py")
         return source, attribute
 
+    def queues(self) -> list[str]:
+        return [name for name, r in self.resources.items() if r["Type"] == "AWS::SQS::Queue"]
+
+    def environment(self, resolve: Any) -> dict[str, str]:
+        """Every function's environment variables (globals first), with `resolve` turning a
+        `Ref` into its local value."""
+        variables: dict[str, Any] = {}
+        globals_ = (self.document.get("Globals") or {}).get("Function") or {}
+        variables.update(((globals_.get("Environment") or {}).get("Variables")) or {})
+        for properties in self.functions().values():
+            variables.update(((properties.get("Environment") or {}).get("Variables")) or {})
+        return {
+            name: resolve(value["Ref"]) if isinstance(value, dict) else str(value)
+            for name, value in variables.items()
+        }
+
+    def parameter_default(self, name: str) -> str | None:
+        parameter = (self.document.get("Parameters") or {}).get(name)
+        return None if parameter is None else str(parameter.get("Default"))
+
     def table_definition(self, table_name: str) -> dict[str, Any]:
         """CreateTable arguments for the one DynamoDB table."""
         tables = [r for r in self.resources.values() if r["Type"] == "AWS::DynamoDB::Table"]
@@ -136,6 +164,36 @@ class Template:
                 patterns = [yaml.safe_load(f["Pattern"]) for f in filters]
                 return StreamConsumer(name, int(spec.get("BatchSize", 100)), patterns)
         raise LookupError("template.yaml has no DynamoDB stream consumer")
+
+
+@dataclass(frozen=True)
+class QueueConsumer:
+    function: str
+    queue: str
+    batch_size: int
+
+
+def queue_consumers(template: Template) -> list[QueueConsumer]:
+    consumers = []
+    for name, properties in template.functions().items():
+        for event in (properties.get("Events") or {}).values():
+            if event["Type"] != "SQS":
+                continue
+            spec = event["Properties"]
+            queue = spec["Queue"]["Fn::GetAtt"][0]
+            consumers.append(QueueConsumer(name, queue, int(spec.get("BatchSize", 10))))
+    return consumers
+
+
+def scheduled_functions(template: Template) -> list[str]:
+    return [
+        name
+        for name, properties in template.functions().items()
+        if any(
+            e["Type"] in ("ScheduleV2", "Schedule")
+            for e in (properties.get("Events") or {}).values()
+        )
+    ]
 
 
 def find_project_root(start: Path | None = None) -> Path:

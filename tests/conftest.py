@@ -47,13 +47,33 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def store(template: Template) -> Iterator[Store]:
-    """An empty table, created from template.yaml's definition, inside moto."""
+def store(template: Template, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    """An empty table and the template's queues, created from template.yaml, inside moto.
+
+    Each function finds a queue through the environment variable the template gives it
+    (`CLOSE_QUEUE_URL`), set here to the queue's URL in moto.
+    """
     with mock_aws():
         import boto3
 
         boto3.client("dynamodb").create_table(**template.table_definition(TABLE_NAME))
+        for variable, url in _queue_variables(template).items():
+            monkeypatch.setenv(variable, url)
         yield runtime.store()
+
+
+def _queue_variables(template: Template) -> dict[str, str]:
+    """Environment variables of the template's functions that name a queue, with its URL."""
+    import boto3
+
+    sqs = boto3.client("sqs")
+    urls = {name: sqs.create_queue(QueueName=name)["QueueUrl"] for name in template.queues()}
+    variables = {}
+    for properties in template.functions().values():
+        for name, value in ((properties.get("Environment") or {}).get("Variables") or {}).items():
+            if isinstance(value, dict) and value.get("Ref") in urls:
+                variables[name] = urls[value["Ref"]]
+    return variables
 
 
 @pytest.fixture

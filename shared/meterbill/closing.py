@@ -52,6 +52,8 @@ def close_queued(
     for record in records:
         message = json.loads(record["body"])
         tenant_id = message["tenant_id"]
+        # Every line of this message names its tenant, the invoice events' lines included.
+        logger.append_keys(tenant_id=tenant_id)
         now = parse_instant(message["now"]) if message.get("now") else datetime.now(UTC)
         try:
             if message.get("kind") == "backfill":

@@ -11,8 +11,9 @@ two closes running at once, end with the same single invoice:
    A number is therefore never taken without reaching its invoice: no gaps, no repeats.
 3. **Settle.** What the invoice billed per period is recorded (`SETTLED#<period>`), so usage
    that arrives later is billed once, on the next invoice, as its own "late usage" line.
-4. **Advance** the subscription to its next period (conditional on where it was), and
-5. **Publish** `invoice.finalized` (at least once).
+4. **Publish** `invoice.finalized` (at least once: a retry after a crash before the advance
+   publishes again), and
+5. **Advance** the subscription to its next period (conditional on where it was).
 """
 
 from __future__ import annotations
@@ -102,7 +103,11 @@ def cancel_subscription(
         raise Conflict(f"subscription {subscription_id!r} is already canceled")
 
     if at == "period_end":
-        updated = subscription.model_copy(update={"cancel_at_period_end": True})
+        # The period running now is the last, even while an earlier one awaits its close.
+        running = _period_at(subscription, max(now, subscription.start_date))
+        updated = subscription.model_copy(
+            update={"cancel_at_period_end": True, "ended_at": running.end}
+        )
         period = next_period_to_close(subscription)
         assert period is not None
         grace = timedelta(seconds=store.get_settings(tenant_id).invoice_grace_period_seconds)
@@ -150,7 +155,6 @@ def _close(
     invoice = finalize_period(store, tenant_id, subscription, period, now, full)
 
     last = subscription.ended_at is not None and subscription.ended_at <= period.end
-    last = last or subscription.cancel_at_period_end
     updates: dict[str, object]
     if last:
         updates = {"next_close_start": None, "status": "canceled"}
@@ -160,8 +164,9 @@ def _close(
         updates = {"next_close_start": period.end}
     advanced = subscription.model_copy(update=updates)
     due = None if last else _due(advanced, grace)
+    # Before the advance: once the subscription has moved on, no retry comes back here.
+    publisher.publish("invoice.finalized", invoice)
     if store.replace_subscription(tenant_id, advanced, period.start, due):
-        publisher.publish("invoice.finalized", invoice)
         logger.info(
             "period invoiced",
             extra={"tenant_id": tenant_id, "invoice_id": invoice.id, "number": invoice.number},

@@ -691,16 +691,20 @@ class Store:
         """Set a counter to recounted values, if it did not change since it was read as `seen`
         (None: it did not exist). Watermarks are kept: the stream goes on from where it was."""
         names = {f"#{a}": a for a in ("quantity", "total", "count", "max", "min", "latest")}
+        # The recount includes the events a backdated subscription predates: mark the counter
+        # backfilled, so that a backfill arriving later does not add them a second time.
         assignments = [
             _COUNTER_LABELS,
             "#quantity = :quantity",
             "#total = :total",
             "#count = :count",
+            "backfilled = if_not_exists(backfilled, :reconciled)",
         ]
         values: dict[str, Any] = {
             ":quantity": plain(state.quantity),
             ":total": plain(state.total),
             ":count": plain(state.count),
+            ":reconciled": "reconcile",
             **_counter_labels(key),
         }
         removals = []

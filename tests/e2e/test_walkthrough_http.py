@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -130,7 +131,8 @@ def test_usage_shows_within_a_second_of_acceptance(server: LocalServer) -> None:
 def test_events_listing_shows_the_customers_events_newest_first(server: LocalServer) -> None:
     client = server.client()
     subscription = _subscribe(client)
-    stamps = ["2030-01-01T00:00:01Z", "2030-01-01T00:00:03Z", "2030-01-01T00:00:02Z"]
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    stamps = [_rfc3339(base + timedelta(seconds=s)) for s in (1, 3, 2)]
     events = [
         {**_event(subscription, "input", "1", f"{subscription['tag']}-{i}"), "timestamp": stamp}
         for i, stamp in enumerate(stamps)
@@ -144,7 +146,7 @@ def test_events_listing_shows_the_customers_events_newest_first(server: LocalSer
     )
 
     listed = [e["timestamp"] for e in first.body["items"] + second.body["items"]]
-    assert listed == ["2030-01-01T00:00:03Z", "2030-01-01T00:00:02Z", "2030-01-01T00:00:01Z"]
+    assert listed == [stamps[1], stamps[2], stamps[0]]
     assert second.body["next_cursor"] is None
 
 
@@ -182,6 +184,10 @@ def test_an_unparseable_body_is_a_400_naming_the_problem(server: LocalServer) ->
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _rfc3339(instant: datetime) -> str:
+    return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _subscribe(client: ApiClient, rounding: str = "up") -> dict[str, Any]:

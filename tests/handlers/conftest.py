@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -11,9 +12,12 @@ import pytest
 from moto.core.config import default_user_config
 
 from meterbill.local.template import Template
+from meterbill.models import Invoice
+from meterbill.notifications import EventPublisher
 from meterbill.storage import Store
 from tests.conftest import Handler, lambda_context
 from tests.handlers.api import Api
+from tests.handlers.closing import Closer
 from tests.handlers.scenario import Subscribed, subscribe_o1
 from tests.handlers.stream import Deliver, Record, StreamReader
 
@@ -55,6 +59,32 @@ def ingest_api(store: Store, template: Template, load_handler: LoadHandler) -> A
 @pytest.fixture
 def billing_api(store: Store, template: Template, load_handler: LoadHandler) -> Api:
     return _api("BillingFunction", template, load_handler)
+
+
+@pytest.fixture
+def invoices_api(store: Store, template: Template, load_handler: LoadHandler) -> Api:
+    return _api("InvoicesFunction", template, load_handler)
+
+
+@pytest.fixture
+def closer(store: Store, load_handler: LoadHandler) -> Closer:
+    return Closer(
+        load_handler("CloseSchedulerFunction"),
+        load_handler("CloseWorkerFunction"),
+        os.environ["CLOSE_QUEUE_URL"],
+    )
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Invoice]]:
+    """Every invoice event the functions publish, as (detail type, invoice), in order."""
+    events: list[tuple[str, Invoice]] = []
+
+    def publish(self: EventPublisher, detail_type: str, invoice: Invoice) -> None:
+        events.append((detail_type, invoice))
+
+    monkeypatch.setattr(EventPublisher, "publish", publish)
+    return events
 
 
 @pytest.fixture

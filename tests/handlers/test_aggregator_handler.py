@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +34,10 @@ def _usage(
     quantities = store.period_quantities("tenant-a", o1.subscription_id, start)
     by_feature = {feature_id: name for name, feature_id in o1.feature_ids.items()}
     return {by_feature.get(feature_id, feature_id): q for feature_id, q in quantities.items()}
+
+
+def _rfc3339(instant: datetime) -> str:
+    return instant.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _ten_events() -> list[dict[str, Any]]:
@@ -171,33 +175,38 @@ def test_failed_counter_is_reported_from_its_lowest_record_and_redelivery_counts
 def test_events_before_the_subscription_start_are_not_counted(
     catalog_api: Api, ingest_api: Api, stream: StreamReader, deliver: Deliver, store: Store
 ) -> None:
-    o1 = subscribe_o1(catalog_api, start_date="2026-05-01T00:00:00Z")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=10)
+    o1 = subscribe_o1(catalog_api, start_date=_rfc3339(start))
     events = [
-        token_event("early", "input", "1", timestamp="2026-04-30T23:59:59.999999Z"),
-        token_event("at-start", "input", "10", timestamp="2026-05-01T00:00:00Z"),
-        token_event("later", "input", "100", timestamp="2026-05-20T08:00:00Z"),
+        token_event("early", "input", "1", timestamp=_rfc3339(start - timedelta(microseconds=1))),
+        token_event("at-start", "input", "10", timestamp=_rfc3339(start)),
+        token_event("later", "input", "100", timestamp=_rfc3339(start + timedelta(days=5))),
     ]
     send_events(ingest_api, events)
 
     deliver(stream.new_event_records())
 
-    assert _usage(store, o1, datetime(2026, 5, 1, tzinfo=UTC)) == {"input": Decimal("110")}
+    assert _usage(store, o1, start) == {"input": Decimal("110")}
 
 
 def test_events_in_another_period_count_towards_that_period(
     catalog_api: Api, ingest_api: Api, stream: StreamReader, deliver: Deliver, store: Store
 ) -> None:
-    o1 = subscribe_o1(catalog_api, start_date="2026-05-01T00:00:00Z")
+    # Monthly periods from the first of last month: the boundary is this month's first, at
+    # most 31 days ago, so both events are inside the backdating limit.
+    this_month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    last_month = (this_month - timedelta(days=1)).replace(day=1)
+    o1 = subscribe_o1(catalog_api, start_date=_rfc3339(last_month))
     events = [
-        token_event("may", "input", "1", timestamp="2026-05-31T23:59:59Z"),
-        token_event("june", "input", "10", timestamp="2026-06-01T00:00:00Z"),
+        token_event("last", "input", "1", timestamp=_rfc3339(this_month - timedelta(seconds=1))),
+        token_event("this", "input", "10", timestamp=_rfc3339(this_month)),
     ]
     send_events(ingest_api, events)
 
     deliver(stream.new_event_records())
 
-    assert _usage(store, o1, datetime(2026, 5, 1, tzinfo=UTC)) == {"input": Decimal("1")}
-    assert _usage(store, o1, datetime(2026, 6, 1, tzinfo=UTC)) == {"input": Decimal("10")}
+    assert _usage(store, o1, last_month) == {"input": Decimal("1")}
+    assert _usage(store, o1, this_month) == {"input": Decimal("10")}
 
 
 def test_events_of_another_customer_or_tenant_are_not_counted(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,6 +25,8 @@ O1_USAGE = [
     # Same event name, other model: matches none of the o1 features.
     token_event("gpt-1", "input", "9000000", model="GPT-4o"),
 ]
+# A day inside the backdating limit (ingest refuses events older than 35 days).
+_YESTERDAY = (datetime.now(UTC) - timedelta(days=1)).date()
 
 
 def _meter(ingest_api: Api, stream: StreamReader, deliver: Deliver, events: list[Any]) -> None:
@@ -150,7 +153,7 @@ def test_events_are_listed_newest_first_across_pages_without_gaps_or_repeats(
     # Eleven events over nine instants: two pairs share a timestamp and are ordered by id.
     seconds = [0, 1, 1, 2, 3, 4, 5, 5, 6, 7, 8]
     mine = [
-        token_event(f"evt-{i:02d}", "input", "1", timestamp=f"2026-11-01T00:00:0{second}Z")
+        token_event(f"evt-{i:02d}", "input", "1", timestamp=f"{_YESTERDAY}T00:00:0{second}Z")
         for i, second in enumerate(seconds)
     ]
     theirs = [token_event("other-1", "input", "1", customer="globex")]
@@ -167,7 +170,7 @@ def test_events_are_listed_newest_first_across_pages_without_gaps_or_repeats(
 
 def test_listed_event_carries_what_was_sent(billing_api: Api, ingest_api: Api) -> None:
     event = {**token_event("evt-1", "input", "5000000"), "source": "sdk"}
-    event["timestamp"] = "2026-11-01T00:00:00Z"
+    event["timestamp"] = f"{_YESTERDAY}T00:00:00Z"
     send_events(ingest_api, [event])
 
     reply = _list(billing_api, external_customer_id=O1_CUSTOMER)
@@ -175,7 +178,7 @@ def test_listed_event_carries_what_was_sent(billing_api: Api, ingest_api: Api) -
     assert reply.status == 200
     [item] = reply.body["items"]
     assert item["event_id"] == "evt-1"
-    assert item["timestamp"] == "2026-11-01T00:00:00Z"
+    assert item["timestamp"] == f"{_YESTERDAY}T00:00:00Z"
     assert item["properties"] == event["properties"]
     assert item["source"] == "sdk"
     assert reply.body["next_cursor"] is None

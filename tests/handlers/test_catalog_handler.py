@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -408,3 +409,37 @@ def test_unknown_route_answers_404_in_json(catalog_api: Api) -> None:
     assert reply.status == 404
     assert reply.headers["Content-Type"] == "application/json"
     _assert_error(reply.body, "not_found", 404, "/v1/invoices")
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+def test_settings_start_at_the_defaults_and_read_back_what_was_put(catalog_api: Api) -> None:
+    before = catalog_api.get("/v1/settings")
+    changed = {"invoice_grace_period_seconds": 600, "backdating_limit_days": 7}
+
+    put = catalog_api.send("PUT", "/v1/settings", body=json.dumps(changed))
+    after = catalog_api.get("/v1/settings")
+
+    assert before.body == {"invoice_grace_period_seconds": 3600, "backdating_limit_days": 35}
+    assert put.status == after.status == 200
+    assert put.body == after.body == changed
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"invoice_grace_period_seconds": -1}, "invoice_grace_period_seconds"),
+        ({"backdating_limit_days": 0}, "backdating_limit_days"),
+        ({"backdating_limit_days": 367}, "backdating_limit_days"),
+        ({"backdating_days": 3}, "backdating_days"),
+    ],
+)
+def test_settings_out_of_range_or_unknown_are_refused_naming_the_field(
+    catalog_api: Api, settings: dict[str, Any], field: str
+) -> None:
+    reply = catalog_api.send("PUT", "/v1/settings", body=json.dumps(settings))
+
+    assert reply.status == 400
+    _assert_error(reply.body, "validation_error", 400, field)
+    assert catalog_api.get("/v1/settings").body["backdating_limit_days"] == 35

@@ -3,6 +3,8 @@ every accepted event is durably written."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -78,14 +80,15 @@ def test_single_event_sent_twice_is_stored_once_and_acknowledged_both_times(
 
 
 def test_single_event_keeps_its_properties_and_timestamp(ingest_api: Api, store: Store) -> None:
-    event = token_event("req-1", "input", "5000000", timestamp="2026-03-01T12:00:00+01:00")
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
+    event = token_event("req-1", "input", "5000000", timestamp=f"{yesterday}T12:00:00+01:00")
 
     reply = ingest_api.post("/v1/events", event)
     page = store.list_customer_events("tenant-a", O1_CUSTOMER, 10, None)
 
     assert reply.status == 202
     [stored] = page.events
-    assert stored.timestamp.isoformat() == "2026-03-01T11:00:00+00:00"
+    assert stored.timestamp.isoformat() == f"{yesterday}T11:00:00+00:00"
     assert stored.properties == {"model": "OpenAI O1", "prompt_type": "input", "tokens": "5000000"}
 
 
@@ -296,6 +299,70 @@ def test_event_timestamp_that_cannot_be_a_billing_instant_is_refused_with_400(
     assert _stored_event_ids(store) == []
 
 
+def _stamped(event_id: str, age: timedelta) -> dict[str, Any]:
+    """An event stamped `age` before now (negative: in the future)."""
+    instant = datetime.now(UTC) - age
+    return token_event(event_id, "input", "1", timestamp=instant.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+@pytest.mark.parametrize(
+    "age",
+    [timedelta(days=35, minutes=1), -timedelta(minutes=6)],
+    ids=["beyond-the-35-day-backdating-limit", "more-than-5-minutes-ahead"],
+)
+def test_event_outside_the_accepted_time_window_is_refused_naming_timestamp(
+    ingest_api: Api, store: Store, age: timedelta
+) -> None:
+    reply = ingest_api.post("/v1/events", _stamped("req-1", age))
+
+    assert reply.status == 400, reply.body
+    assert reply.body["details"][0]["field"] == "timestamp"
+    assert reply.body["message"].startswith("timestamp ")
+    assert _stored_event_ids(store) == []
+
+
+def test_events_just_inside_the_time_window_are_accepted(ingest_api: Api, store: Store) -> None:
+    events = [
+        _stamped("old", timedelta(days=34, hours=23)),
+        _stamped("ahead", -timedelta(minutes=4)),
+    ]
+
+    reply = ingest_api.post("/v1/events/bulk", {"events": events})
+
+    assert reply.status == 202, reply.body
+    assert _stored_event_ids(store) == ["ahead", "old"]
+
+
+def test_bulk_with_one_event_beyond_the_backdating_limit_stores_nothing(
+    ingest_api: Api, store: Store
+) -> None:
+    events = [_stamped("fresh", timedelta(hours=1)), _stamped("stale", timedelta(days=40))]
+
+    reply = ingest_api.post("/v1/events/bulk", {"events": events})
+
+    assert reply.status == 400
+    assert reply.body["details"][0]["index"] == 1
+    assert reply.body["details"][0]["field"] == "events.1.timestamp"
+    assert _stored_event_ids(store) == []
+
+
+def test_tenants_own_backdating_limit_refuses_older_events_for_that_tenant_only(
+    ingest_api: Api, catalog_api: Api, store: Store
+) -> None:
+    settings = {"invoice_grace_period_seconds": 3600, "backdating_limit_days": 2}
+    assert catalog_api.send("PUT", "/v1/settings", body=json.dumps(settings)).status == 200
+
+    three_days = ingest_api.post("/v1/events", _stamped("three-days", timedelta(days=3)))
+    one_day = ingest_api.post("/v1/events", _stamped("one-day", timedelta(days=1)))
+    elsewhere = ingest_api.post("/v1/events", _stamped("b", timedelta(days=3)), tenant="tenant-b")
+
+    assert three_days.status == 400
+    assert three_days.body["details"][0]["field"] == "timestamp"
+    assert "2 days" in three_days.body["message"]
+    assert (one_day.status, elsewhere.status) == (202, 202)
+    assert _stored_event_ids(store) == ["b", "one-day"]
+
+
 # --- storage failures -----------------------------------------------------------------------
 
 
@@ -315,9 +382,11 @@ def test_storage_failure_while_writing_answers_503_not_202(
 
 
 def test_throttled_write_is_mapped_by_the_store_to_503(ingest_api: Api, store: Store) -> None:
-    # The ingest reads the tenant's features (a Query), then writes the event (a PutItem).
+    # The ingest reads the tenant's features (a Query) and settings (a GetItem, none stored),
+    # then writes the event (a PutItem).
     with Stubber(store.client) as stubber:
         stubber.add_response("query", {"Items": [], "Count": 0, "ScannedCount": 0})
+        stubber.add_response("get_item", {})
         stubber.add_client_error(
             "put_item",
             service_error_code="ProvisionedThroughputExceededException",

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import boto3
 import pytest
 
 from meterbill import billing, catalog
 from meterbill.ingest import ingest_events
+from meterbill.invoicing import close_due_periods
 from meterbill.keys import create_api_key
 from meterbill.local.template import HttpRoute, Template
 from meterbill.models import (
@@ -27,6 +29,7 @@ from meterbill.models import (
     Subscription,
     SubscriptionCreate,
 )
+from meterbill.notifications import EventPublisher
 from meterbill.openapi import ROUTES
 from meterbill.periods import parse_instant
 from meterbill.storage import Store
@@ -37,6 +40,8 @@ TENANT = "tenant-a"
 CUSTOMER = "acme-ai"
 # Before every sample event, so that they all fall in the subscription's first period.
 SUBSCRIPTION_START = "2025-06-01T00:00:00Z"
+# The `now` of the close worker sample: June is over and its grace period too.
+JUNE_CLOSED_AT = "2025-07-01T01:30:00Z"
 # Prompt type -> USD per package of 1M tokens.
 O1_PROMPT_TYPES = {"input": "15.00", "output": "60.00", "cached_input": "7.50"}
 
@@ -108,7 +113,10 @@ def _o1_subscription(store: Store) -> Subscription:
     request = SubscriptionCreate(
         external_customer_id=CUSTOMER, plan_id=plan.id, start_date=SUBSCRIPTION_START
     )
-    return catalog.create_subscription(store, TENANT, request)
+    # Created when it starts, before the sample events were received: the stream counts them.
+    return catalog.create_subscription(
+        store, TENANT, request, now=parse_instant(SUBSCRIPTION_START)
+    )
 
 
 def _nothing(store: Store, event: Event) -> Event:
@@ -134,7 +142,22 @@ def _o1_subscription_in_path(store: Store, event: Event) -> Event:
 
 
 def _ingested_usage_event(store: Store, event: Event) -> Event:
+    _o1_subscription(store)
     ingest_events(store, TENANT, [json.loads(_load("ingest_event.json")["body"])], field_prefix="")
+    return event
+
+
+def _o1_subscription_in_message(store: Store, event: Event) -> Event:
+    sample_id = json.loads(event["Records"][0]["body"])["subscription_id"]
+    subscription_id = _o1_subscription(store).id
+    swapped: Event = json.loads(json.dumps(event).replace(sample_id, subscription_id))
+    return swapped
+
+
+def _o1_june_invoiced(store: Store, event: Event) -> Event:
+    subscription = _o1_subscription(store)
+    closed_at = parse_instant(JUNE_CLOSED_AT)
+    close_due_periods(store, EventPublisher(None), TENANT, subscription.id, closed_at)
     return event
 
 
@@ -198,6 +221,50 @@ def _usage_counted(store: Store, event: Event, result: dict[str, Any]) -> None:
     )
 
 
+def _subscription_queued(store: Store, event: Event, result: dict[str, Any]) -> None:
+    [subscription] = store.list_customer_subscriptions(
+        TENANT, catalog.customer_id_for(TENANT, CUSTOMER)
+    )
+    queue_url = boto3.client("sqs").get_queue_url(QueueName="CloseQueue")["QueueUrl"]
+    messages = boto3.client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
+
+    assert result == {"queued": 1}
+    [message] = messages["Messages"]
+    assert json.loads(message["Body"])["subscription_id"] == subscription.id
+
+
+def _june_invoiced(store: Store, event: Event, result: dict[str, Any]) -> None:
+    subscription_id = json.loads(event["Records"][0]["body"])["subscription_id"]
+    ids, _ = store.list_invoices(TENANT, f"SUB#{subscription_id}", None, 10, None)
+    invoices = [store.get_invoice(TENANT, invoice_id) for invoice_id in ids]
+
+    assert result == {"batchItemFailures": []}
+    assert [(i.number, i.period_start, i.period_end) for i in invoices if i] == [
+        ("INV-000001", parse_instant(SUBSCRIPTION_START), parse_instant("2025-07-01T00:00:00Z"))
+    ]
+
+
+def _invoices_listed(store: Store, event: Event, result: dict[str, Any]) -> None:
+    [subscription] = store.list_customer_subscriptions(
+        TENANT, catalog.customer_id_for(TENANT, CUSTOMER)
+    )
+    [invoice] = _json_body(result)["items"]
+
+    assert invoice["number"] == "INV-000001"
+    assert invoice["status"] == "finalized"
+    assert invoice["subscription_id"] == subscription.id
+    assert _json_body(result)["next_cursor"] is None
+
+
+def _uncounted_usage_found(store: Store, event: Event, result: dict[str, Any]) -> None:
+    sent = json.loads(_load("ingest_event.json")["body"])
+
+    assert event["customer_id"] == catalog.customer_id_for(TENANT, sent["external_customer_id"])
+    # Nothing ran the aggregator: the stored event is recounted but was never counted.
+    [difference] = result["differences"]
+    assert difference.endswith(f"counted 0, recounted {sent['properties']['tokens']}")
+
+
 def _openapi_document(store: Store, event: Event, result: dict[str, Any]) -> None:
     document = _json_body(result)
 
@@ -224,6 +291,12 @@ SAMPLES = {
         "BillingFunction", _ingested_usage_event, _customer_events_listed
     ),
     "aggregator_stream.json": Sample("AggregatorFunction", _o1_catalog, _usage_counted),
+    "close_scheduler.json": Sample("CloseSchedulerFunction", _o1_catalog, _subscription_queued),
+    "close_worker_sqs.json": Sample(
+        "CloseWorkerFunction", _o1_subscription_in_message, _june_invoiced
+    ),
+    "invoices_list.json": Sample("InvoicesFunction", _o1_june_invoiced, _invoices_listed),
+    "reconcile.json": Sample("ReconcileFunction", _ingested_usage_event, _uncounted_usage_found),
     "openapi.json": Sample("OpenApiFunction", _nothing, _openapi_document),
 }
 HTTP_SAMPLES = sorted(name for name in SAMPLES if _is_http(_load(name)))
@@ -287,8 +360,13 @@ def test_stream_sample_holds_the_item_ingest_stores_for_the_ingest_sample(
 
     assert change["Keys"] == {"pk": image["pk"], "sk": image["sk"]}
     assert change["StreamViewType"] == "NEW_IMAGE"
-    # Only the moment of receipt differs between two ingestions of the same request.
-    assert {**stored, "received_at": image["received_at"]} == image
+    # Only the moment of receipt differs between two ingestions of the same request, and the
+    # timestamp, which is that moment for an event sent without one.
+    received = stored["received_at"]["S"]
+    assert stored["timestamp"] == {"S": received}
+    assert stored["gsi1sk"] == {"S": f"{received}#{image['event_id']['S']}"}
+    moments = ("received_at", "timestamp", "gsi1sk")
+    assert {**stored, **{name: image[name] for name in moments}} == image
 
 
 # --- running them ---------------------------------------------------------------------------------

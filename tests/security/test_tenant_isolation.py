@@ -11,6 +11,7 @@ import contextvars
 import json
 import logging
 import os
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ SHARED_CUSTOMER = "shared-customer"
 # Appears only inside event properties: it must never reach a log line.
 PRIVATE_PROMPT = "private-prompt-text-4f1c"
 EVENT_NAME = "llm.tokens"
+SESSION_EVENT = "llm.session"
+# Each tenant's own backdating limit, so that settings can be told apart.
+BACKDATING_DAYS = {"a": 30, "b": 40}
 
 current_function: contextvars.ContextVar[str] = contextvars.ContextVar("current_function")
 
@@ -80,6 +84,9 @@ def story() -> Iterator[Story]:
         story.ids["b"] = _populate(story, KEY_B, input_tokens="1000000", prefix="b")
         runtime.drain_stream()
         _read_everything(story, KEY_A, story.ids["a"])
+        _reconcile_while_the_stream_lags(story, KEY_A, "tenant-a", story.ids["a"])
+        _close_the_daily_periods(story)
+        _manage_invoices(story, KEY_A, story.ids["a"])
     finally:
         restore()
     try:
@@ -93,8 +100,30 @@ def story() -> Iterator[Story]:
 
 
 def _populate(story: Story, key: str, input_tokens: str, prefix: str) -> dict[str, str]:
-    """The same catalog, customer and event ids in each tenant; only the token counts differ."""
+    """The same catalog, customer and event ids in each tenant; only the token counts differ.
+
+    Besides the monthly o1 subscription, the customer has a daily one that started two days
+    and two hours ago, so that two of its periods are due to be invoiced.
+    """
+    settings = {
+        "invoice_grace_period_seconds": 3600,
+        "backdating_limit_days": BACKDATING_DAYS[prefix],
+    }
+    assert story.call(key, "PUT", "/v1/settings", settings).status == 200
     feature = _created(story.call(key, "POST", "/v1/features", _feature("o1-input")))
+    users = _created(
+        story.call(
+            key,
+            "POST",
+            "/v1/features",
+            {
+                "name": "distinct users",
+                "lookup_key": "users",
+                "event_name": SESSION_EVENT,
+                "aggregation": {"type": "UNIQUE_COUNT", "field": "user"},
+            },
+        )
+    )
     plan = _created(
         story.call(
             key,
@@ -123,14 +152,47 @@ def _populate(story: Story, key: str, input_tokens: str, prefix: str) -> dict[st
             key, "POST", "/v1/subscriptions", {"customer_id": customer["id"], "plan_id": plan["id"]}
         )
     )
+    daily_plan = _created(
+        story.call(
+            key,
+            "POST",
+            "/v1/plans",
+            {
+                "name": "daily",
+                "lookup_key": "daily",
+                "currency": "USD",
+                "billing_period": "DAILY",
+                "prices": [
+                    {"billing_model": "FLAT_FEE", "amount": "10.00"},
+                    {"feature_id": feature["id"], "billing_model": "PER_UNIT", "amount": "0.01"},
+                    {"feature_id": users["id"], "billing_model": "PER_UNIT", "amount": "1.00"},
+                ],
+            },
+        )
+    )
+    started = datetime.now(UTC) - timedelta(days=2, hours=2)
+    daily = _created(
+        story.call(
+            key,
+            "POST",
+            "/v1/subscriptions",
+            {
+                "customer_id": customer["id"],
+                "plan_id": daily_plan["id"],
+                "start_date": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        )
+    )
     single = story.call(key, "POST", "/v1/events", _event("shared-event-1", input_tokens))
     bulk = story.call(key, "POST", "/v1/events/bulk", {"events": [_event("shared-event-2", "0")]})
     assert single.status == bulk.status == 202, (single, bulk)
     return {
         "feature": feature["id"],
+        "users_feature": users["id"],
         "plan": plan["id"],
         "customer": customer["id"],
         "subscription": subscription["id"],
+        "daily_subscription": daily["id"],
     }
 
 
@@ -146,9 +208,60 @@ def _read_everything(story: Story, key: str, ids: dict[str, str]) -> None:
         f"/v1/subscriptions/{ids['subscription']}/invoices/proposed",
         f"/v1/events?external_customer_id={SHARED_CUSTOMER}",
         f"/v1/customers/{ids['customer']}/usage?{_today_query(ids['feature'])}",
+        "/v1/settings",
     ):
         reply = story.call(key, "GET", path)
         assert reply.status == 200, (path, reply)
+
+
+def _reconcile_while_the_stream_lags(
+    story: Story, key: str, tenant_id: str, ids: dict[str, str]
+) -> None:
+    """Recount and repair while the aggregator is behind on a distinct count: the repair claims
+    the value and rewrites the counter, so the stream record arriving later adds nothing."""
+    session = {
+        "event_id": "session-1",
+        "event_name": SESSION_EVENT,
+        "external_customer_id": SHARED_CUSTOMER,
+        "properties": {"user": "user-1"},
+    }
+    request = {"tenant_id": tenant_id, "customer_id": ids["customer"], "repair": True}
+    # Holding the runtime's lock keeps the stream pump from delivering the event meanwhile.
+    with story.runtime.lock:
+        assert story.call(key, "POST", "/v1/events", session).status == 202
+        repaired = story.runtime.invoke("ReconcileFunction", request)
+    story.runtime.drain_stream()
+    recounted = story.runtime.invoke("ReconcileFunction", {**request, "repair": False})
+
+    [difference] = repaired["differences"]
+    assert difference.endswith("counted 0, recounted 1 (repaired)"), repaired
+    assert recounted["differences"] == []
+
+
+def _close_the_daily_periods(story: Story) -> None:
+    closed = story.runtime.close_periods()
+
+    assert closed == {"queued": 2, "failed": 0}, closed
+    for tenant, key in (("a", KEY_A), ("b", KEY_B)):
+        query = f"subscription_id={story.ids[tenant]['daily_subscription']}"
+        listed = story.call(key, "GET", f"/v1/invoices?{query}").body["items"]
+        assert [invoice["number"] for invoice in listed] == ["INV-000001", "INV-000002"]
+        story.ids[tenant]["invoice"] = listed[0]["id"]
+
+
+def _manage_invoices(story: Story, key: str, ids: dict[str, str]) -> None:
+    """Read, void and cancel: what the invoices function does besides listing."""
+    listed = story.call(key, "GET", "/v1/invoices?status=finalized&limit=1")
+    assert listed.status == 200, listed
+    second = story.call(key, "GET", f"/v1/invoices?cursor={listed.body['next_cursor']}")
+    [last] = second.body["items"]
+    assert story.call(key, "GET", f"/v1/invoices/{last['id']}").status == 200
+    assert story.call(key, "POST", f"/v1/invoices/{last['id']}/void").body["status"] == "void"
+    canceled = story.call(
+        key, "POST", f"/v1/subscriptions/{ids['daily_subscription']}/cancel", {"at": "now"}
+    )
+    assert canceled.status == 200, canceled
+    assert [invoice["number"] for invoice in canceled.body["invoices"]] == ["INV-000003"]
 
 
 def _feature(lookup_key: str) -> dict[str, Any]:
@@ -177,7 +290,7 @@ def _created(reply: Reply) -> dict[str, Any]:
 
 
 def _record(story: Story) -> Callable[[], None]:
-    """Record (function, DynamoDB action, table or index) per invocation, and every log line,
+    """Record (function, DynamoDB action, table or index name) per invocation, and every log line,
     until the returned function is called."""
     original_invoke = story.runtime.invoke
 
@@ -189,7 +302,7 @@ def _record(story: Story) -> Callable[[], None]:
             current_function.reset(token)
 
     def on_call(model: Any, params: dict[str, Any], **_: Any) -> None:
-        resource = "index" if params.get("IndexName") else "table"
+        resource = f"index/{params['IndexName']}" if params.get("IndexName") else "table"
         story.calls[current_function.get("outside")].add((f"dynamodb:{model.name}", resource))
 
     story.runtime.invoke = invoke  # type: ignore[method-assign]
@@ -237,10 +350,9 @@ def _other_tenants_ids_are_not_found(path: str, id_name: str) -> Probe:
 
 
 def _features_are_listed_per_tenant(story: Story) -> None:
-    listed_b = [f["id"] for f in story.call(KEY_B, "GET", "/v1/features").body["items"]]
-    listed_a = [f["id"] for f in story.call(KEY_A, "GET", "/v1/features").body["items"]]
-    assert listed_b == [story.ids["b"]["feature"]]
-    assert listed_a == [story.ids["a"]["feature"]]
+    for key, tenant in ((KEY_A, "a"), (KEY_B, "b")):
+        listed = {f["id"] for f in story.call(key, "GET", "/v1/features").body["items"]}
+        assert listed == {story.ids[tenant]["feature"], story.ids[tenant]["users_feature"]}
 
 
 def _lookup_keys_are_unique_per_tenant_only(story: Story) -> None:
@@ -290,8 +402,8 @@ def _invoices_never_mix(story: Story) -> None:
 def _event_listings_hold_only_the_tenants_events(story: Story) -> None:
     for key, tokens in ((KEY_A, "5000000"), (KEY_B, "1000000")):
         listed = story.call(key, "GET", f"/v1/events?external_customer_id={SHARED_CUSTOMER}")
-        ids = sorted(e["event_id"] for e in listed.body["items"])
-        assert ids == ["shared-event-1", "shared-event-2"]
+        tokens_events = [e for e in listed.body["items"] if e["event_name"] == EVENT_NAME]
+        assert sorted(e["event_id"] for e in tokens_events) == ["shared-event-1", "shared-event-2"]
         single = next(e for e in listed.body["items"] if e["event_id"] == "shared-event-1")
         assert Decimal(single["properties"]["tokens"]) == Decimal(tokens)
 
@@ -330,6 +442,63 @@ def _today_query(feature_id: str) -> str:
     return f"feature_id={feature_id}&window=DAY&from={start}&to={end}"
 
 
+def _invoices_are_listed_per_tenant(story: Story) -> None:
+    a, b = story.ids["a"], story.ids["b"]
+    listed_a = {i["id"] for i in story.call(KEY_A, "GET", "/v1/invoices").body["items"]}
+    listed_b = {i["id"] for i in story.call(KEY_B, "GET", "/v1/invoices").body["items"]}
+    assert len(listed_a) == 3 and len(listed_b) == 2
+    assert not listed_a & listed_b
+    # Another tenant's subscription or customer id filters down to nothing, not to its invoices.
+    for query in (f"subscription_id={a['daily_subscription']}", f"customer_id={a['customer']}"):
+        foreign = story.call(KEY_B, "GET", f"/v1/invoices?{query}")
+        assert (foreign.status, foreign.body["items"]) == (200, []), query
+    assert b["invoice"] in listed_b
+
+
+def _other_tenants_invoice_cannot_be_voided(story: Story) -> None:
+    invoice_id = story.ids["a"]["invoice"]
+
+    reply = story.call(KEY_B, "POST", f"/v1/invoices/{invoice_id}/void")
+
+    assert reply.status == 404, reply
+    assert reply.body["code"] == "not_found"
+    assert story.call(KEY_A, "GET", f"/v1/invoices/{invoice_id}").body["status"] == "finalized"
+
+
+def _other_tenants_subscription_cannot_be_canceled(story: Story) -> None:
+    subscription_id = story.ids["a"]["subscription"]
+
+    reply = story.call(KEY_B, "POST", f"/v1/subscriptions/{subscription_id}/cancel", {"at": "now"})
+
+    assert reply.status == 404, reply
+    assert reply.body["code"] == "not_found"
+    kept = story.call(KEY_A, "GET", f"/v1/subscriptions/{subscription_id}").body
+    assert (kept["status"], kept["ended_at"]) == ("active", None)
+
+
+def _settings_are_read_per_tenant(story: Story) -> None:
+    for key, tenant in ((KEY_A, "a"), (KEY_B, "b")):
+        settings = story.call(key, "GET", "/v1/settings").body
+        assert settings["backdating_limit_days"] == BACKDATING_DAYS[tenant]
+
+
+def _settings_are_written_per_tenant(story: Story) -> None:
+    changed = {"invoice_grace_period_seconds": 60, "backdating_limit_days": 7}
+
+    assert story.call(KEY_B, "PUT", "/v1/settings", changed).status == 200
+
+    try:
+        assert story.call(KEY_B, "GET", "/v1/settings").body == changed
+        kept = story.call(KEY_A, "GET", "/v1/settings").body
+        assert kept["backdating_limit_days"] == BACKDATING_DAYS["a"]
+    finally:
+        restored = {
+            "invoice_grace_period_seconds": 3600,
+            "backdating_limit_days": BACKDATING_DAYS["b"],
+        }
+        assert story.call(KEY_B, "PUT", "/v1/settings", restored).status == 200
+
+
 def _public_document_holds_no_tenant_data(story: Story) -> None:
     document = json.dumps(story.call(None, "GET", "/v1/openapi.json").body, default=str)
     for tenant_ids in story.ids.values():
@@ -360,6 +529,16 @@ PROBES: dict[str, Probe] = {
         "/v1/subscriptions/{id}/usage", "subscription"
     ),
     "GET /v1/subscriptions/{subscription_id}/invoices/proposed": _invoices_never_mix,
+    "POST /v1/subscriptions/{subscription_id}/cancel": (
+        _other_tenants_subscription_cannot_be_canceled
+    ),
+    "GET /v1/invoices": _invoices_are_listed_per_tenant,
+    "GET /v1/invoices/{invoice_id}": _other_tenants_ids_are_not_found(
+        "/v1/invoices/{id}", "invoice"
+    ),
+    "POST /v1/invoices/{invoice_id}/void": _other_tenants_invoice_cannot_be_voided,
+    "GET /v1/settings": _settings_are_read_per_tenant,
+    "PUT /v1/settings": _settings_are_written_per_tenant,
     "GET /v1/openapi.json": _public_document_holds_no_tenant_data,
 }
 
@@ -411,7 +590,8 @@ def _granted_dynamodb_actions(template: Template) -> dict[str, set[tuple[str, st
         actions: set[tuple[str, str]] = set()
         for policy in properties.get("Policies") or []:
             for statement in policy.get("Statement", []):
-                resource = "index" if "/index/" in json.dumps(statement["Resource"]) else "table"
+                index = re.search(r"/index/(\w+)", json.dumps(statement["Resource"]))
+                resource = f"index/{index.group(1)}" if index else "table"
                 listed = statement["Action"]
                 for action in listed if isinstance(listed, list) else [listed]:
                     if action.startswith("dynamodb:"):
@@ -431,7 +611,8 @@ def test_log_lines_carry_request_and_tenant_ids_and_no_secrets(story: Story) -> 
         assert record.get("function_request_id"), line
         assert KEY_A not in line and KEY_B not in line
         assert PRIVATE_PROMPT not in line
-        if record["function_name"] != "AuthorizerFunction":
+        # The authorizer does not know the tenant yet; the scheduler works for all of them.
+        if record["function_name"] not in {"AuthorizerFunction", "CloseSchedulerFunction"}:
             assert record.get("tenant_id") in {"tenant-a", "tenant-b"}, line
     http_lines = [r for r in records if r["function_name"] == "IngestFunction"]
     assert http_lines and all(r.get("correlation_id") for r in http_lines)

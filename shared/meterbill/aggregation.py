@@ -34,7 +34,7 @@ from meterbill.catalog import customer_id_for
 from meterbill.errors import StorageUnavailable
 from meterbill.metering import contribution, matches
 from meterbill.models import AggregationType, Feature, Plan, StoredEvent, Subscription
-from meterbill.periods import Period, period_containing
+from meterbill.periods import Period
 from meterbill.recount import counted_by_stream
 from meterbill.storage import CounterDelta, CounterKey, Store, event_from_image, padded_sequence
 from meterbill.values import canonical_text
@@ -258,14 +258,7 @@ def _collect(
             event = record.event
             # Most events of a batch share a period: reuse it rather than redo calendar work.
             if period is None or not period.contains(event.timestamp):
-                period = period_containing(
-                    subscription.start_date,
-                    subscription.billing_period,
-                    subscription.billing_period_count,
-                    event.timestamp,
-                    subscription.timezone,
-                    subscription.billing_cycle,
-                )
+                period = subscription.period_at(event.timestamp)
             if period is None or _after_end(subscription, record):
                 continue
             for feature in features:

@@ -24,7 +24,7 @@ from meterbill.models import (
     Settlement,
     Subscription,
 )
-from meterbill.periods import Period, format_instant, period_containing
+from meterbill.periods import Period, format_instant
 from meterbill.pricing import billable_quantity, line_amount, package_count
 from meterbill.storage import Store
 from meterbill.values import plain
@@ -209,14 +209,7 @@ def _current(
 def current_period(subscription: Subscription, now: datetime | None = None) -> Period:
     """The period running at `now`; before the start date, the first period."""
     instant = max(now or datetime.now(UTC), subscription.start_date)
-    period = period_containing(
-        subscription.start_date,
-        subscription.billing_period,
-        subscription.billing_period_count,
-        instant,
-        subscription.timezone,
-        subscription.billing_cycle,
-    )
+    period = subscription.period_at(instant)
     assert period is not None
     return period
 

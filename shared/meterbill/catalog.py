@@ -19,7 +19,7 @@ from meterbill.models import (
     Subscription,
     SubscriptionCreate,
 )
-from meterbill.periods import parse_instant, period_containing
+from meterbill.periods import parse_instant
 from meterbill.queues import CloseQueue
 from meterbill.storage import Store
 
@@ -135,14 +135,7 @@ def create_subscription(
         created_at=created_at,
         next_close_start=start,
     )
-    first = period_containing(
-        start,
-        plan.billing_period,
-        plan.billing_period_count,
-        start,
-        customer.timezone,
-        plan.billing_cycle,
-    )
+    first = subscription.period_at(start)
     assert first is not None
     grace = timedelta(seconds=store.get_settings(tenant_id).invoice_grace_period_seconds)
     store.create_subscription(tenant_id, subscription, due_at=first.end + grace)

@@ -29,7 +29,7 @@ from meterbill.errors import Conflict, NotFound, StorageUnavailable
 from meterbill.ids import derived_id
 from meterbill.models import Invoice, InvoiceStatus, Subscription
 from meterbill.notifications import EventPublisher
-from meterbill.periods import Period, format_instant, period_containing
+from meterbill.periods import Period, format_instant
 from meterbill.storage import Store
 
 __all__ = ["cancel_subscription", "close_due_periods", "finalize_period", "void_invoice"]
@@ -258,14 +258,7 @@ def _share(period: Period, full_period: Period | None) -> Decimal:
 
 
 def _period_at(subscription: Subscription, instant: datetime) -> Period:
-    period = period_containing(
-        subscription.start_date,
-        subscription.billing_period,
-        subscription.billing_period_count,
-        instant,
-        subscription.timezone,
-        subscription.billing_cycle,
-    )
+    period = subscription.period_at(instant)
     assert period is not None
     return period
 

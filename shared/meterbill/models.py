@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from meterbill.money import is_known_currency
-from meterbill.periods import BillingPeriod, parse_instant
+from meterbill.periods import BillingPeriod, Period, parse_instant, period_containing
 from meterbill.values import canonical_text, parse_decimal
 
 __all__ = [
@@ -340,6 +340,17 @@ class Subscription(_Record):
     # Usage at or after this instant does not count (a cancellation); None while it runs on.
     ended_at: datetime | None = None
     cancel_at_period_end: bool = False
+
+    def period_at(self, instant: datetime) -> Period | None:
+        """The billing period holding `instant`; None before the start."""
+        return period_containing(
+            self.start_date,
+            self.billing_period,
+            self.billing_period_count,
+            instant,
+            self.timezone,
+            self.billing_cycle,
+        )
 
 
 class SubscriptionCancel(_Request):

@@ -26,7 +26,7 @@ from meterbill.catalog import get_customer, get_plan, get_subscription
 from meterbill.counters import CounterState
 from meterbill.metering import contribution, matches, quantity_of
 from meterbill.models import AggregationType, Feature, StoredEvent, Subscription
-from meterbill.periods import Period, format_instant, period_containing
+from meterbill.periods import Period, format_instant
 from meterbill.storage import CounterKey, Store
 from meterbill.values import canonical_text
 
@@ -241,14 +241,7 @@ def _periods_of(subscription: Subscription, events: list[StoredEvent]) -> list[P
 
 
 def _period(subscription: Subscription, at: datetime) -> Period | None:
-    return period_containing(
-        subscription.start_date,
-        subscription.billing_period,
-        subscription.billing_period_count,
-        at,
-        subscription.timezone,
-        subscription.billing_cycle,
-    )
+    return subscription.period_at(at)
 
 
 def _digest(text: str) -> str:

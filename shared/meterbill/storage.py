@@ -328,22 +328,18 @@ class Store:
         condition = (
             "#record.#next = :expected" if expected else "attribute_type(#record.#next, :null)"
         )
-        try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=_serialize(item),
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#record": "record", "#next": "next_close_start"},
-                ExpressionAttributeValues=_serialize(
-                    {":expected": expected} if expected else {":null": "NULL"}
-                ),
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise _storage_error(exc) from exc
-        except BotoCoreError as exc:
-            raise _storage_error(exc) from exc
+        refused = self._conditional(
+            "put_item",
+            TableName=self.table_name,
+            Item=_serialize(item),
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#record": "record", "#next": "next_close_start"},
+            ExpressionAttributeValues=_serialize(
+                {":expected": expected} if expected else {":null": "NULL"}
+            ),
+        )
+        if refused is not None:
+            return False
         # The aggregator reads the link beside the customer: keep its copy in step.
         self._call(
             "put_item",
@@ -507,37 +503,26 @@ class Store:
         else:
             condition = "last_number = :previous AND attribute_not_exists(pending)"
             values = {":number": previous + 1, ":invoice": invoice_id, ":previous": previous}
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=_serialize(key),
-                UpdateExpression="SET last_number = :number, pending = :invoice",
-                ConditionExpression=condition,
-                ExpressionAttributeValues=_serialize(values),
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise _storage_error(exc) from exc
-        except BotoCoreError as exc:
-            raise _storage_error(exc) from exc
-        return True
+        refused = self._conditional(
+            "update_item",
+            TableName=self.table_name,
+            Key=_serialize(key),
+            UpdateExpression="SET last_number = :number, pending = :invoice",
+            ConditionExpression=condition,
+            ExpressionAttributeValues=_serialize(values),
+        )
+        return refused is None
 
     def release_invoice_number(self, tenant_id: str, invoice_id: str) -> None:
         """Mark the pending number as used by its invoice; a no-op if someone already did."""
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=_serialize({"pk": f"T#{tenant_id}#INVOICE_SEQ", "sk": "SEQ"}),
-                UpdateExpression="REMOVE pending",
-                ConditionExpression="pending = :invoice",
-                ExpressionAttributeValues=_serialize({":invoice": invoice_id}),
-            )
-        except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
-                raise _storage_error(exc) from exc
-        except BotoCoreError as exc:
-            raise _storage_error(exc) from exc
+        self._conditional(
+            "update_item",
+            TableName=self.table_name,
+            Key=_serialize({"pk": f"T#{tenant_id}#INVOICE_SEQ", "sk": "SEQ"}),
+            UpdateExpression="REMOVE pending",
+            ConditionExpression="pending = :invoice",
+            ExpressionAttributeValues=_serialize({":invoice": invoice_id}),
+        )
 
     def settled_periods(self, tenant_id: str, subscription_id: str) -> list[tuple[Settlement, str]]:
         """What finalized invoices billed per period of a subscription, with who billed it last."""
@@ -614,19 +599,13 @@ class Store:
             item["source"] = event.source
         if event.customer_id is not None:
             item["customer_id"] = event.customer_id
-        try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=_serialize(item),
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise _storage_error(exc) from exc
-        except BotoCoreError as exc:
-            raise _storage_error(exc) from exc
-        return True
+        refused = self._conditional(
+            "put_item",
+            TableName=self.table_name,
+            Item=_serialize(item),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+        return refused is None
 
     def list_customer_events(
         self, tenant_id: str, external_customer_id: str, limit: int, cursor: str | None
@@ -732,24 +711,18 @@ class Store:
                     values[f":seen{index}"] = value
                     checks.append(f"#seen{index} = :seen{index}")
             condition = " AND ".join(checks) or "attribute_exists(pk)"
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=_serialize({"pk": key.pk, "sk": key.sk}),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames={
-                    n: a for n, a in names.items() if n in expression + condition
-                },
-                ExpressionAttributeValues=_serialize(values),
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise _storage_error(exc) from exc
-        except BotoCoreError as exc:
-            raise _storage_error(exc) from exc
-        return True
+        refused = self._conditional(
+            "update_item",
+            TableName=self.table_name,
+            Key=_serialize({"pk": key.pk, "sk": key.sk}),
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeNames={
+                n: a for n, a in names.items() if n in expression + condition
+            },
+            ExpressionAttributeValues=_serialize(values),
+        )
+        return refused is None
 
     def add_backfill(self, key: CounterKey, state: CounterState, guard: str) -> None:
         """Add a one-off recount (events a new subscription predates) exactly once: the counter
@@ -761,27 +734,22 @@ class Store:
             ":guard": guard,
             **_counter_labels(key),
         }
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=_serialize({"pk": key.pk, "sk": key.sk}),
-                UpdateExpression=(
-                    f"ADD #quantity :quantity, #total :total, #count :count "
-                    f"SET backfilled = :guard, {_COUNTER_LABELS}"
-                ),
-                ConditionExpression="attribute_not_exists(backfilled)",
-                ExpressionAttributeNames={
-                    "#quantity": "quantity",
-                    "#total": "total",
-                    "#count": "count",
-                },
-                ExpressionAttributeValues=_serialize(values),
-            )
-        except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
-                raise _storage_error(exc) from exc
-        except BotoCoreError as exc:
-            raise _storage_error(exc) from exc
+        self._conditional(
+            "update_item",
+            TableName=self.table_name,
+            Key=_serialize({"pk": key.pk, "sk": key.sk}),
+            UpdateExpression=(
+                f"ADD #quantity :quantity, #total :total, #count :count "
+                f"SET backfilled = :guard, {_COUNTER_LABELS}"
+            ),
+            ConditionExpression="attribute_not_exists(backfilled)",
+            ExpressionAttributeNames={
+                "#quantity": "quantity",
+                "#total": "total",
+                "#count": "count",
+            },
+            ExpressionAttributeValues=_serialize(values),
+        )
 
     def _query_customer_shard(
         self, partition: str, before: str | None, limit: int
@@ -958,13 +926,7 @@ class Store:
         }
         if names:
             request["ExpressionAttributeNames"] = names
-        try:
-            self.client.update_item(**request)
-        except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
-                raise _storage_error(exc) from exc
-        except BotoCoreError as exc:
-            raise _storage_error(exc) from exc
+        self._conditional("update_item", **request)
 
     # --- building blocks -------------------------------------------------------------------
 
@@ -984,6 +946,19 @@ class Store:
             **(extra or {}),
         }
         self._put(item, condition="attribute_not_exists(pk)", exists=lambda: exists_message)
+
+    def _conditional(self, operation: str, **request: Any) -> dict[str, Any] | None:
+        """Run a conditional write: None when applied; when its condition failed, the item as
+        it stood (empty unless the request asks for it on condition failure)."""
+        try:
+            getattr(self.client, operation)(**request)
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return _deserialize(exc.response.get("Item") or {})
+            raise _storage_error(exc) from exc
+        except BotoCoreError as exc:
+            raise _storage_error(exc) from exc
+        return None
 
     def _put(self, item: dict[str, Any], condition: str, exists: Any) -> None:
         try:

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit install clean
+.PHONY: demo test lint typecheck unit bench install clean
 
 demo: $(STAMP)
 	POWERTOOLS_LOG_LEVEL=WARNING $(BIN)/meterbill demo
@@ -29,6 +29,13 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+# Cost and speed figures (docs/capacity.md): a table on stdout, the same figures as JSON in
+# $(BENCH_OUT). About three minutes on two cores.
+BENCH_OUT ?= bench-results.json
+
+bench: $(STAMP)
+	BENCH_OUT=$(BENCH_OUT) POWERTOOLS_LOG_LEVEL=WARNING $(BIN)/python -m tests.bench.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -53,6 +53,10 @@ class StreamEvent:
     lane: str
     event: StoredEvent
 
+    @property
+    def padded_sequence(self) -> str:
+        return padded_sequence(self.sequence_number)
+
 
 class CatalogCache:
     """Plans and features never change once created, so a warm function keeps them.
@@ -161,7 +165,7 @@ class _BatchUpdates:
         delta = self.sums.get((key, attribute))
         if delta is None:
             delta = self.sums[(key, attribute)] = CounterDelta(key, defaultdict(list), attribute)
-        delta.contributions[record.lane].append((padded_sequence(record.sequence_number), amount))
+        delta.contributions[record.lane].append((record.padded_sequence, amount))
 
 
 def aggregate_batch(store: Store, cache: CatalogCache, events: list[StreamEvent]) -> list[str]:

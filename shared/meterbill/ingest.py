@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -51,8 +52,7 @@ def ingest_events(
     _check_time_window(events, store.get_settings(tenant_id).backdating_limit_days, field_prefix)
 
     if concurrency > 1 and len(events) > 1:
-        with ThreadPoolExecutor(max_workers=min(concurrency, len(events))) as pool:
-            stored = list(pool.map(store.put_event, events))
+        stored = list(_writers(concurrency).map(store.put_event, events))
     else:
         stored = [store.put_event(event) for event in events]
 
@@ -62,6 +62,13 @@ def ingest_events(
         accepted=accepted,
         duplicates=len(events) - accepted,
     )
+
+
+@lru_cache(maxsize=1)
+def _writers(concurrency: int) -> ThreadPoolExecutor:
+    """One pool for the life of the function: starting threads per request costs more CPU
+    than the writes they make."""
+    return ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ingest-writer")
 
 
 def validate_events(

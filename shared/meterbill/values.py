@@ -12,6 +12,7 @@ Event properties arrive as JSON strings, numbers or booleans. Two rules hold eve
 from __future__ import annotations
 
 from decimal import Context, Decimal, InvalidOperation
+from functools import lru_cache
 
 __all__ = ["PropertyValue", "canonical_text", "parse_decimal", "plain"]
 
@@ -25,6 +26,33 @@ _MIN_ADJUSTED_EXPONENT = -130
 
 def parse_decimal(value: object) -> Decimal | None:
     """The exact decimal a JSON number or numeric string stands for, or None if it is not one."""
+    if isinstance(value, str | int | Decimal):
+        # The same few property values recur across events and features: parse each once.
+        return _parse_cached(type(value).__name__, value)
+    return None
+
+
+def canonical_text(value: PropertyValue) -> str:
+    """The text a filter compares: see the module docstring."""
+    return _canonical_cached(type(value).__name__, value)
+
+
+@lru_cache(maxsize=8192)
+def _parse_cached(kind: str, value: object) -> Decimal | None:
+    return _parse(value)
+
+
+@lru_cache(maxsize=8192)
+def _canonical_cached(kind: str, value: PropertyValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    number = parse_decimal(value)
+    if number is not None:
+        return format(plain(number), "f")
+    return str(value)
+
+
+def _parse(value: object) -> Decimal | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | Decimal):
@@ -47,16 +75,6 @@ def plain(number: Decimal) -> Decimal:
         return Decimal(0)
     text = format(_normalized(number), "f")
     return Decimal(text)
-
-
-def canonical_text(value: PropertyValue) -> str:
-    """The text a filter compares: see the module docstring."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    number = parse_decimal(value)
-    if number is not None:
-        return format(plain(number), "f")
-    return str(value)
 
 
 def _fits_dynamodb(number: Decimal) -> bool:

@@ -103,7 +103,7 @@ class LocalRuntime:
         self._scheduler = threading.Thread(target=loop, name="schedule", daemon=True)
         self._scheduler.start()
 
-    def close_periods(self, now: datetime | None = None, timeout: float = 60.0) -> dict[str, int]:
+    def close_periods(self, now: datetime | None = None, timeout: float = 600.0) -> dict[str, int]:
         """Run the scheduled close at `now` (default: the real now) and wait for its queue."""
         event: dict[str, Any] = {"source": "local.close-periods"}
         if now is not None:

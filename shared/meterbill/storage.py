@@ -475,20 +475,21 @@ class Store:
         }
         ids: list[str] = []
         numbers: list[str] = []
-        while len(ids) < limit:
+        # One more than a page: whether another page exists is then known, not guessed.
+        while len(ids) <= limit:
             response = self._call("query", **request)
             for raw in response.get("Items", []):
                 item = _deserialize(raw)
                 if status is None or item["status"] == status:
                     ids.append(item["invoice_id"])
                     numbers.append(item["number"])
-                    if len(ids) == limit:
+                    if len(ids) > limit:
                         break
-            if "LastEvaluatedKey" not in response or len(ids) == limit:
+            if "LastEvaluatedKey" not in response or len(ids) > limit:
                 break
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        more = len(ids) == limit
-        return ids, (numbers[-1] if more and numbers else None)
+        more = len(ids) > limit
+        return ids[:limit], (numbers[limit - 1] if more else None)
 
     def invoice_sequence(self, tenant_id: str) -> dict[str, Any]:
         item = self._get(f"T#{tenant_id}#INVOICE_SEQ", "SEQ")
@@ -616,16 +617,15 @@ class Store:
         """
         before = _decode_cursor(cursor) if cursor else None
         merged: list[dict[str, Any]] = []
-        more = False
         for shard in range(CUSTOMER_EVENT_SHARDS):
-            items, shard_has_more = self._query_customer_shard(
-                f"T#{tenant_id}#CUSTOMER_EVENTS#{external_customer_id}#{shard}", before, limit
+            # One more than a page: whether another page exists is then known, not guessed.
+            items, _ = self._query_customer_shard(
+                f"T#{tenant_id}#CUSTOMER_EVENTS#{external_customer_id}#{shard}", before, limit + 1
             )
             merged.extend(items)
-            more = more or shard_has_more
         merged.sort(key=lambda item: item["gsi1sk"], reverse=True)
         page = merged[:limit]
-        more = more or len(merged) > limit
+        more = len(merged) > limit
         next_cursor = _encode_cursor(page[-1]["gsi1sk"]) if more and page else None
         return EventPage([_event_from_item(item) for item in page], next_cursor)
 

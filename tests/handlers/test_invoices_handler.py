@@ -82,6 +82,14 @@ def test_listing_pages_through_every_invoice_by_number(
     assert pages == [["INV-000001", "INV-000002"], ["INV-000003"]]
 
 
+def test_a_listing_that_fills_its_last_page_exactly_has_no_cursor(
+    invoices_api: Api, three_subscriptions: list[Daily]
+) -> None:
+    pages = _pages(invoices_api, "limit=3")
+
+    assert pages == [["INV-000001", "INV-000002", "INV-000003"]]
+
+
 def test_listing_filters_by_subscription_customer_and_status(
     invoices_api: Api, three_subscriptions: list[Daily]
 ) -> None:

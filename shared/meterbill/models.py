@@ -420,9 +420,12 @@ class Invoice(_Record):
 
 
 class EventRequest(_Request):
-    """One usage event, shaped like Flexprice's event API so its SDK works unchanged."""
+    """One usage event, shaped like Flexprice's event API so its SDK works unchanged.
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    Strings are kept exactly as sent: a property value's spaces are part of what filters
+    and distinct counts compare."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
 
     event_name: Name
     external_customer_id: Name

@@ -11,6 +11,7 @@ Event properties arrive as JSON strings, numbers or booleans. Two rules hold eve
 
 from __future__ import annotations
 
+import re
 from decimal import Context, Decimal, InvalidOperation
 from functools import lru_cache
 
@@ -18,6 +19,7 @@ __all__ = ["PropertyValue", "canonical_text", "parse_decimal", "plain"]
 
 PropertyValue = str | int | Decimal | bool
 
+_NUMERIC_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 # DynamoDB numbers hold 38 significant digits within 1E-130 .. 9.9E+125.
 _MAX_DIGITS = 38
 _MAX_ADJUSTED_EXPONENT = 125
@@ -58,8 +60,12 @@ def _parse(value: object) -> Decimal | None:
     if isinstance(value, int | Decimal):
         number = Decimal(value)
     elif isinstance(value, str):
+        # Only plain ASCII decimal notation is a number: Decimal() alone would also take
+        # spaces, underscores ("1_000") and other scripts' digits, which are text here.
+        if not _NUMERIC_TEXT.fullmatch(value):
+            return None
         try:
-            number = Decimal(value.strip())
+            number = Decimal(value)
         except InvalidOperation:
             return None
     else:

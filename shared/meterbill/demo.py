@@ -9,7 +9,7 @@ from typing import Any
 
 from meterbill.local.client import ApiClient, ApiResponse
 
-__all__ = ["O1_USAGE", "format_invoice", "run_walkthrough"]
+__all__ = ["O1_USAGE", "format_invoice", "o1_feature", "o1_plan", "run_walkthrough"]
 
 EVENT_NAME = "llm.tokens"
 MODEL = "OpenAI O1"
@@ -34,10 +34,10 @@ class WalkthroughFailed(RuntimeError):
 def run_walkthrough(client: ApiClient, customer: str = "acme-ai") -> dict[str, Any]:
     """Create the catalog, subscribe a customer, send usage; return the proposed invoice."""
     feature_ids = {
-        prompt_type: _create(client, "/v1/features", _feature(prompt_type, name))["id"]
-        for prompt_type, name, _ in O1_PRICES
+        prompt_type: _create(client, "/v1/features", o1_feature(prompt_type))["id"]
+        for prompt_type, _, _ in O1_PRICES
     }
-    plan = _create(client, "/v1/plans", _plan(feature_ids))
+    plan = _create(client, "/v1/plans", o1_plan(feature_ids))
     _create(client, "/v1/customers", {"external_id": customer, "name": "Acme AI"})
     subscription = _create(
         client, "/v1/subscriptions", {"external_customer_id": customer, "plan_id": plan["id"]}
@@ -69,7 +69,9 @@ def format_invoice(invoice: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def _feature(prompt_type: str, name: str) -> dict[str, Any]:
+def o1_feature(prompt_type: str) -> dict[str, Any]:
+    """The metered feature for one prompt type: a SUM of `tokens`, filtered by model and type."""
+    name = next(name for kind, name, _ in O1_PRICES if kind == prompt_type)
     return {
         "name": name,
         "lookup_key": f"o1-{prompt_type.replace('_', '-')}-tokens",
@@ -79,7 +81,8 @@ def _feature(prompt_type: str, name: str) -> dict[str, Any]:
     }
 
 
-def _plan(feature_ids: dict[str, str]) -> dict[str, Any]:
+def o1_plan(feature_ids: dict[str, str]) -> dict[str, Any]:
+    """The o1 plan: a PACKAGE price per 1,000,000 tokens for each prompt type, rounding up."""
     return {
         "name": "OpenAI o1",
         "lookup_key": "openai-o1",

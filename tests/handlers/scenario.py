@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from meterbill.demo import o1_feature, o1_plan
 from meterbill.periods import parse_instant
 from tests.handlers.api import Api
 
@@ -56,32 +57,7 @@ def subscribe_o1(catalog_api: Api, start_date: str | None = None) -> Subscribed:
 
 
 def token_feature(prompt_type: str) -> dict[str, Any]:
-    return {
-        "name": f"OpenAI O1 {prompt_type} tokens",
-        "lookup_key": f"o1-{prompt_type.replace('_', '-')}-tokens",
-        "event_name": O1_EVENT,
-        "aggregation": {"type": "SUM", "field": "tokens"},
-        "filters": {"model": [O1_MODEL], "prompt_type": [prompt_type]},
-    }
-
-
-def o1_plan(feature_ids: dict[str, str]) -> dict[str, Any]:
-    return {
-        "name": "OpenAI o1",
-        "lookup_key": "openai-o1",
-        "currency": "USD",
-        "billing_period": "MONTHLY",
-        "prices": [
-            {
-                "feature_id": feature_ids[prompt_type],
-                "billing_model": "PACKAGE",
-                "amount": amount,
-                "package_size": "1000000",
-                "rounding": "up",
-            }
-            for prompt_type, amount in O1_PRICES.items()
-        ],
-    }
+    return o1_feature(prompt_type)
 
 
 def token_event(
